@@ -1,0 +1,36 @@
+import { parseArgs } from 'node:util';
+import { ConfigError } from '../errors.ts';
+import { migrate } from '../db/migrate.ts';
+import { openAdminTarget, redactUrl } from '../db/targets.ts';
+import type { Command } from './command.ts';
+
+export const migrateCommand: Command = {
+  summary: 'install or upgrade hardcron in the database',
+  help: `Usage: hardcron migrate
+
+Applies hardcron's pending SQL migrations (sql/NNNN_*.sql), each in a transaction, under an
+advisory lock, so concurrent runs are safe and a second run changes nothing.
+
+Target: DATABASE_URL (a superuser URL of the database to install into) when set; otherwise the
+embedded PostgreSQL kept under HARDCRON_DATA_DIR (default .hardcron/), database d0.`,
+
+  async run(args) {
+    const { positionals } = parseArgs({ args: [...args], options: {}, allowPositionals: true, strict: true });
+    if (positionals.length > 0) throw new ConfigError('HC_USAGE', `migrate takes no arguments (got ${positionals.join(' ')})`);
+    const target = await openAdminTarget();
+    try {
+      const result = await migrate({
+        connectionString: target.adminUrl,
+        onApplied: (name) => process.stdout.write(`applied ${name}\n`),
+      });
+      const where = target.kind === 'embedded' ? 'embedded PostgreSQL' : redactUrl(target.adminUrl);
+      process.stdout.write(
+        result.applied.length === 0
+          ? `${where}: up to date (${result.alreadyApplied} migrations applied earlier)\n`
+          : `${where}: applied ${result.applied.length} migration(s)\n`,
+      );
+    } finally {
+      await target.stop();
+    }
+  },
+};

