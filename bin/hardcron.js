@@ -4,4 +4,5 @@ import { register } from 'tsx/esm/api';
 
 register();
 const { main } = await import('../server/cli/main.ts');
-process.exitCode = await main(process.argv.slice(2));
+// Exit explicitly: libraries may hook 'beforeExit' and would otherwise decide the exit code.
+process.exit(await main(process.argv.slice(2)));

