@@ -1,0 +1,263 @@
+-- The eligibility check (SPEC section 2): the one function that scheduling, updating and every
+-- execution use to decide whether a job may run.
+--
+-- It returns a verdict rather than raising, so that the executor can record a generic reason
+-- (the same whatever exists elsewhere: the run log must not become an oracle) while scheduling
+-- can tell its caller which rule failed, about the caller's own function only.
+--
+-- It never evaluates anything a user defined: argument values are test-cast only to built-in
+-- types, whose input functions are PostgreSQL's own (a domain's CHECK or a composite's column
+-- types could run user code here, as $code). Other types are cast at execution, as the owner.
+
+select set_config('role', current_database() || '$code', true);
+
+create type code.verdict as (
+  reason         text,     -- null: eligible; else owner_not_eligible | function_not_eligible | arguments_not_eligible
+  rule           integer,  -- the rule of SPEC section 2 that failed
+  message        text,     -- for the scheduling caller only
+  function_oid   oid,      -- the resolved function
+  function_owner text      -- its owner's role name
+);
+
+-- The canonical signature of a function: schema-qualified name and argument types, quoted as
+-- needed. This is what jobs store, and what execution matches against the catalog.
+create function code.function_signature(function_oid oid)
+  returns text
+  language sql
+  stable
+  set search_path = pg_catalog, pg_temp
+as $$
+  select quote_ident(n.nspname) || '.' || quote_ident(p.proname) || '(' ||
+         array_to_string(array(select format_type(t, null) from unnest(p.proargtypes::oid[]) with ordinality a(t, i) order by i), ', ') || ')'
+    from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+   where p.oid = function_oid
+$$;
+
+-- A stored canonical signature -> the function it names now, or null. Resolution reads the
+-- catalog by schema and name and compares canonical signatures: no search_path is involved,
+-- and no USAGE on the function's schema is needed (which $code does not have).
+create function code.resolve_function(signature text)
+  returns oid
+  language plpgsql
+  stable
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  parts text[];
+begin
+  begin
+    parts := parse_ident(split_part(signature, '(', 1));
+  exception when others then
+    return null;
+  end;
+  if cardinality(parts) <> 2 then
+    return null;
+  end if;
+  return (select p.oid
+            from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+           where n.nspname = parts[1] and p.proname = parts[2] and code.function_signature(p.oid) = signature);
+end;
+$$;
+
+create function code.refuse(reason text, rule integer, message text, function_oid oid default null, function_owner text default null)
+  returns code.verdict
+  language sql
+  immutable
+  set search_path = pg_catalog, pg_temp
+as $$ select row(reason, rule, message, function_oid, function_owner)::code.verdict $$;
+
+-- Rule 5: a pinned search_path that no one but the function's owner can plant objects in.
+-- Returns null when safe, else what is wrong.
+create function code.search_path_problem(config text[], owner_oid oid)
+  returns text
+  language plpgsql
+  stable
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  setting text;
+  path    text[];
+  schema_name text;
+  position integer := 0;
+begin
+  if exists (select from unnest(config) c where c ~* '^(role|session_authorization|statement_timeout)=') then
+    return 'it sets role, session_authorization or statement_timeout';
+  end if;
+  select c into setting from unnest(config) c where c ~* '^search_path=' limit 1;
+  if setting is null then
+    return 'it does not pin search_path (add SET search_path = <schemas>, pg_temp)';
+  end if;
+  path := array(select btrim(btrim(p), '"') from unnest(string_to_array(substr(setting, 13), ',')) p);
+  foreach schema_name in array path loop
+    position := position + 1;
+    if schema_name = 'pg_temp' and position < cardinality(path) then
+      return 'pg_temp is in its search_path before other schemas (put it last)';
+    end if;
+    continue when schema_name in ('pg_catalog', 'pg_temp', '$user', '');
+    if exists (
+      select
+        from pg_namespace n,
+             aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
+       where n.nspname = schema_name
+         and a.privilege_type = 'CREATE'
+         and a.grantee <> owner_oid
+         and (a.grantee = 0 or not pg_has_role(a.grantee, owner_oid, 'USAGE'))
+    ) or exists (
+      select from pg_namespace n
+       where n.nspname = schema_name and n.nspowner <> owner_oid and not pg_has_role(n.nspowner, owner_oid, 'USAGE')
+    ) then
+      return format('schema %s in its search_path can be written by roles other than its owner', quote_ident(schema_name));
+    end if;
+  end loop;
+  return null;
+end;
+$$;
+
+-- Rule 6, for one argument: the text form of a JSON value.
+create function code.argument_text(value jsonb, type_oid oid)
+  returns text
+  language sql
+  immutable
+  set search_path = pg_catalog, pg_temp
+as $$
+  select case
+    when jsonb_typeof(value) = 'null' then null
+    when type_oid in ('json'::regtype, 'jsonb'::regtype) then value::text
+    when jsonb_typeof(value) = 'string' then value #>> '{}'
+    when jsonb_typeof(value) = 'array' then (select array_agg(e)::text from jsonb_array_elements_text(value) e)
+    else value::text
+  end
+$$;
+
+-- Rule 6, for one argument: null when castable to the parameter type (or only checkable at
+-- execution), else what is wrong.
+create function code.argument_problem(value jsonb, type_oid oid)
+  returns text
+  language plpgsql
+  stable
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  t pg_type;
+  element pg_type;
+begin
+  select * into strict t from pg_type where oid = type_oid;
+  if t.typtype = 'p' then
+    return format('parameter type %s is a pseudo-type', format_type(type_oid, null));
+  end if;
+  if t.typelem <> 0 and t.typsubscript = 'array_subscript_handler'::regproc then
+    select * into strict element from pg_type where oid = t.typelem;
+  else
+    element := t;
+  end if;
+  -- Only PostgreSQL's own base types and enums have input functions no user wrote.
+  if element.typnamespace <> 'pg_catalog'::regnamespace or element.typtype not in ('b') then
+    if element.typtype = 'e' then
+      if jsonb_typeof(value) <> 'null'
+         and not exists (select from pg_enum where enumtypid = element.oid and enumlabel = value #>> '{}') then
+        return format('%s is not a value of %s', value::text, format_type(type_oid, null));
+      end if;
+    end if;
+    return null;
+  end if;
+  if jsonb_typeof(value) in ('object') and type_oid not in ('json'::regtype, 'jsonb'::regtype) then
+    return format('a JSON object cannot be a %s', format_type(type_oid, null));
+  end if;
+  if jsonb_typeof(value) = 'array' and t.oid = element.oid and type_oid not in ('json'::regtype, 'jsonb'::regtype) then
+    return format('a JSON array cannot be a %s', format_type(type_oid, null));
+  end if;
+  begin
+    execute format('select $1::%s', format_type(type_oid, null)) using code.argument_text(value, type_oid);
+  exception when others then
+    return format('%s is not a valid %s (%s)', left(value::text, 100), format_type(type_oid, null), sqlerrm);
+  end;
+  return null;
+end;
+$$;
+
+-- Is a job owned by `job_owner` calling `function_signature` with `arguments` eligible now?
+-- function_signature is a canonical signature (code.function_signature): it resolves to that
+-- schema and name or to nothing, never through anybody's search_path.
+create function code.check_eligibility(job_owner text, function_signature text, arguments jsonb)
+  returns code.verdict
+  language plpgsql
+  stable
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  owner_oid   constant oid := to_regrole(quote_ident(job_owner));
+  fn          pg_proc;
+  fn_owner    pg_roles;
+  problem     text;
+  n_args      integer;
+  i           integer;
+begin
+  -- Rules 1 and 4, for the job owner.
+  if owner_oid is null then
+    return code.refuse('owner_not_eligible', 1, format('role %s does not exist', quote_ident(job_owner)));
+  end if;
+  if (select rolsuper from pg_roles where oid = owner_oid) then
+    return code.refuse('owner_not_eligible', 4, 'a superuser cannot own jobs');
+  end if;
+  if not pg_has_role(owner_oid, to_regrole(quote_ident(current_database() || '$job_scheduler')), 'USAGE') then
+    return code.refuse('owner_not_eligible', 1, format('role %s is not a member of %s', quote_ident(job_owner),
+                                                       quote_ident(current_database() || '$job_scheduler')));
+  end if;
+
+  select * into fn from pg_proc where oid = code.resolve_function(function_signature);
+  if fn.oid is null then
+    return code.refuse('function_not_eligible', 0, format('function %s does not exist', function_signature));
+  end if;
+  select * into fn_owner from pg_roles where oid = fn.proowner;
+
+  -- Rules 3 and 4 on facts any role can read in the catalog.
+  if fn.pronamespace in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+     or exists (select from pg_depend where classid = 'pg_proc'::regclass and objid = fn.oid and deptype = 'e') then
+    return code.refuse('function_not_eligible', 3, format('%s belongs to PostgreSQL or to an extension', function_signature));
+  end if;
+  if fn_owner.rolsuper then
+    return code.refuse('function_not_eligible', 4, format('%s is owned by a superuser', function_signature));
+  end if;
+  -- Rule 2: membership with the owner's privileges. Nothing more is said about other roles' functions.
+  if not pg_has_role(owner_oid, fn.proowner, 'USAGE') then
+    return code.refuse('function_not_eligible', 2,
+                       format('you are not a member of %s, which owns %s', quote_ident(fn_owner.rolname), function_signature));
+  end if;
+  -- Rule 3.
+  if fn.prokind <> 'f' then
+    return code.refuse('function_not_eligible', 3, format('%s is a %s, not a function', function_signature,
+                       case fn.prokind when 'p' then 'procedure' when 'a' then 'aggregate' when 'w' then 'window function' else 'routine' end));
+  end if;
+  if not fn.prosecdef then
+    return code.refuse('function_not_eligible', 3, format('%s is not SECURITY DEFINER', function_signature));
+  end if;
+  -- Rule 5.
+  problem := code.search_path_problem(fn.proconfig, fn.proowner);
+  if problem is not null then
+    return code.refuse('function_not_eligible', 5, format('%s is not safe: %s', function_signature, problem));
+  end if;
+  -- Rule 6.
+  if fn.provariadic <> 0 then
+    return code.refuse('function_not_eligible', 6, format('%s is variadic, which jobs do not support', function_signature));
+  end if;
+  if arguments is null or jsonb_typeof(arguments) <> 'array' then
+    return code.refuse('arguments_not_eligible', 6, 'arguments must be a JSON array');
+  end if;
+  n_args := jsonb_array_length(arguments);
+  if n_args > fn.pronargs or n_args < fn.pronargs - fn.pronargdefaults then
+    return code.refuse('arguments_not_eligible', 6, format('%s takes %s arguments, %s given', function_signature,
+      case when fn.pronargdefaults = 0 then fn.pronargs::text
+           else format('%s to %s', fn.pronargs - fn.pronargdefaults, fn.pronargs) end, n_args));
+  end if;
+  for i in 0 .. n_args - 1 loop
+    problem := code.argument_problem(arguments -> i, fn.proargtypes[i]);
+    if problem is not null then
+      return code.refuse('arguments_not_eligible', 6, format('argument %s: %s', i + 1, problem));
+    end if;
+  end loop;
+
+  return row(null, null, null, fn.oid, fn_owner.rolname)::code.verdict;
+end;
+$$;
+
+reset role;
