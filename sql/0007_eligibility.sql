@@ -245,9 +245,10 @@ begin
   end if;
   n_args := jsonb_array_length(arguments);
   if n_args > fn.pronargs or n_args < fn.pronargs - fn.pronargdefaults then
-    return code.refuse('arguments_not_eligible', 6, format('%s takes %s arguments, %s given', function_signature,
+    return code.refuse('arguments_not_eligible', 6, format('%s takes %s argument%s, %s given', function_signature,
       case when fn.pronargdefaults = 0 then fn.pronargs::text
-           else format('%s to %s', fn.pronargs - fn.pronargdefaults, fn.pronargs) end, n_args));
+           else format('%s to %s', fn.pronargs - fn.pronargdefaults, fn.pronargs) end,
+      case when fn.pronargs = 1 then '' else 's' end, n_args));
   end if;
   for i in 0 .. n_args - 1 loop
     problem := code.argument_problem(arguments -> i, fn.proargtypes[i]);

@@ -1,0 +1,60 @@
+import type pg from 'pg';
+import type { TestDatabase } from './database.ts';
+
+/** A row of api.jobs as node-postgres returns it. */
+export interface JobRow {
+  id: string;
+  name: string | null;
+  owner: string;
+  function_signature: string;
+  arguments: unknown[];
+  schedule: string | null;
+  run_at: Date | null;
+  time_zone: string;
+  options: Record<string, unknown>;
+  enabled: boolean;
+  next_run_at: Date | null;
+  last_run_at: Date | null;
+  last_status: string | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+/** What a failed statement said: its SQLSTATE and message. */
+export interface Failure {
+  code: string;
+  message: string;
+}
+
+/** Runs a statement expected to fail; returns its SQLSTATE and message (or throws if it worked). */
+export async function failureOf(client: pg.Client, sql: string, params: unknown[] = []): Promise<Failure> {
+  try {
+    await client.query(sql, params);
+  } catch (error) {
+    const { code = '', message } = error as { code?: string; message: string };
+    return { code, message };
+  }
+  throw new Error(`expected to fail: ${sql}`);
+}
+
+/**
+ * Sets up the owner role $billing with schema billing, a table billing.closed and the security
+ * definer function billing.close_day(date) (pinned search_path) that records the day it closed.
+ */
+export async function createBilling(db: TestDatabase): Promise<void> {
+  const { admin, role } = db;
+  await admin.query(`begin;
+    set local role "${role('mgr')}";
+    call mgr.re_create_role('billing', null, true);
+    set local role "${role('billing')}";
+    create schema billing;
+    create table billing.closed (day date, closed_by text default current_user);
+    create function billing.close_day(day date) returns integer
+      security definer set search_path = pg_catalog, pg_temp
+      language sql as $$ insert into billing.closed (day) values (day) returning 1 $$;
+    commit`);
+}
+
+export async function countRows(db: TestDatabase, table: string): Promise<number> {
+  return (await db.admin.query<{ n: number }>(`select count(*)::int as n from ${table}`)).rows[0]?.n ?? -1;
+}
