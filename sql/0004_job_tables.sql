@@ -23,17 +23,23 @@ create table data.jobs (
   next_run_at        timestamptz,
   -- One extra occurrence requested by run_job_now, independent of the schedule.
   extra_run_at       timestamptz,
+  -- The next attempt of an occurrence that failed or was lost, when retries remain.
+  retry_at           timestamptz,
+  retry_scheduled_for timestamptz,
+  retry_attempt      integer     check (retry_attempt between 2 and 1000),
   last_run_at        timestamptz,
   last_status        text        check (last_status in ('running', 'succeeded', 'failed', 'rejected', 'timed_out', 'skipped', 'lost')),
   created_at         timestamptz not null default now(),
   updated_at         timestamptz not null default now(),
   constraint jobs_schedule_or_run_at check ((schedule is null) <> (run_at is null)),
-  constraint jobs_paused_has_no_next_run check (enabled or next_run_at is null)
+  constraint jobs_paused_has_no_next_run check (enabled or next_run_at is null),
+  constraint jobs_retry_complete check ((retry_at is null) = (retry_scheduled_for is null)
+                                        and (retry_at is null) = (retry_attempt is null))
 );
 
 -- Due jobs: the executor asks for the earliest due occurrences; jobs with nothing due are not in the index.
-create index jobs_due on data.jobs ((least(next_run_at, extra_run_at)))
-  where next_run_at is not null or extra_run_at is not null;
+create index jobs_due on data.jobs ((least(next_run_at, extra_run_at, retry_at)))
+  where next_run_at is not null or extra_run_at is not null or retry_at is not null;
 create index jobs_owner on data.jobs (owner);
 
 create table data.job_runs (
@@ -58,6 +64,8 @@ create table data.job_runs (
   -- Generic on purpose: the same whatever else exists in the database (no oracle).
   reject_reason   text        check (reject_reason in ('owner_not_eligible', 'function_not_eligible', 'arguments_not_eligible')),
   executor_id     text,
+  -- A running run whose lease has expired belongs to a dead executor: it becomes lost.
+  lease_expires_at timestamptz,
   constraint job_runs_reject_reason check ((status = 'rejected') = (reject_reason is not null)),
   constraint job_runs_finished check ((status = 'running') = (finished_at is null)),
   -- One run record per attempt of an occurrence.
@@ -66,6 +74,9 @@ create table data.job_runs (
 
 -- Runs of a job, newest first.
 create index job_runs_by_job on data.job_runs (job_id, id desc);
+-- Running runs: overlap checks per job, and the sweep for expired leases.
+create index job_runs_running on data.job_runs (lease_expires_at) where status = 'running';
+create index job_runs_running_by_job on data.job_runs (job_id) where status = 'running';
 
 do $grants$
 declare

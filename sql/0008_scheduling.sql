@@ -390,7 +390,10 @@ as $$
 declare
   job data.jobs := code.job_to_change(job_id);
 begin
-  update data.jobs j set enabled = false, next_run_at = null, updated_at = now() where j.id = job.id;
+  update data.jobs j
+     set enabled = false, next_run_at = null, retry_at = null, retry_scheduled_for = null, retry_attempt = null,
+         updated_at = now()
+   where j.id = job.id;
   return job.id;
 end;
 $$;

@@ -7,7 +7,7 @@ select set_config('role', current_database() || '$api', true);
 
 create view api.jobs with (security_barrier) as
   select j.id, j.name, j.owner, j.function_signature, j.arguments, j.schedule, j.run_at, j.time_zone,
-         j.options, j.enabled, least(j.next_run_at, j.extra_run_at) as next_run_at, j.last_run_at,
+         j.options, j.enabled, least(j.next_run_at, j.extra_run_at, j.retry_at) as next_run_at, j.last_run_at,
          j.last_status, j.created_at, j.updated_at
     from data.jobs j
    where code.caller_has_role(j.owner) or code.caller_has_role(j.function_owner);
@@ -123,6 +123,8 @@ do $grants$
 declare
   db constant text := current_database();
 begin
+  -- The runtime roles see the views too (and, in their own sessions, no rows).
+  execute format('grant usage on schema api to %I, %I, %I', db || '$executor', db || '$authenticator', db || '$anonymous');
   execute format('grant select on api.jobs, api.job_runs to %I, %I, %I, %I',
                  db || '$client', db || '$executor', db || '$authenticator', db || '$anonymous');
   execute format('grant execute on function
