@@ -64,8 +64,6 @@ create table data.job_runs (
   -- Generic on purpose: the same whatever else exists in the database (no oracle).
   reject_reason   text        check (reject_reason in ('owner_not_eligible', 'function_not_eligible', 'arguments_not_eligible')),
   executor_id     text,
-  -- A running run whose lease has expired belongs to a dead executor: it becomes lost.
-  lease_expires_at timestamptz,
   constraint job_runs_reject_reason check ((status = 'rejected') = (reject_reason is not null)),
   constraint job_runs_finished check ((status = 'running') = (finished_at is null)),
   -- One run record per attempt of an occurrence.
@@ -74,15 +72,23 @@ create table data.job_runs (
 
 -- Runs of a job, newest first.
 create index job_runs_by_job on data.job_runs (job_id, id desc);
--- Running runs: overlap checks per job, and the sweep for expired leases.
-create index job_runs_running on data.job_runs (lease_expires_at) where status = 'running';
+-- Running runs: overlap checks per job, and the sweep for runs of dead executors.
 create index job_runs_running_by_job on data.job_runs (job_id) where status = 'running';
+create index job_runs_running_by_executor on data.job_runs (executor_id) where status = 'running';
+
+-- Live executors. An executor renews its lease (heartbeat) from a connection of its own; the
+-- `running` runs of an executor whose lease has expired become `lost`.
+create table data.executors (
+  id               text        primary key check (id ~ '^[A-Za-z0-9_.:-]{1,100}$'),
+  started_at       timestamptz not null default now(),
+  lease_expires_at timestamptz not null
+);
 
 do $grants$
 declare
   db constant text := current_database();
 begin
-  execute format('grant select, insert, update, delete on data.jobs, data.job_runs to %I', db || '$code');
+  execute format('grant select, insert, update, delete on data.jobs, data.job_runs, data.executors to %I', db || '$code');
   -- The api views read the tables as their owner; $api gets nothing but SELECT.
   execute format('grant usage on schema data to %I', db || '$api');
   execute format('grant select on data.jobs, data.job_runs to %I', db || '$api');

@@ -241,6 +241,13 @@ begin
 end;
 $$;
 
+-- Wakes idle executors: a job's due time may have moved (they re-read the earliest due time).
+create function code.notify_jobs_changed()
+  returns void
+  language sql
+  set search_path = pg_catalog, pg_temp
+as $$ select pg_notify('hardcron_jobs_changed', '') $$;
+
 -- The first occurrence of a job's timing after `after`: the cron's next instant, or run_at.
 create function code.first_run_at(schedule text, run_at timestamptz, time_zone text, after timestamptz)
   returns timestamptz
@@ -320,6 +327,7 @@ begin
   values (name, caller, signature, verdict.function_owner, arguments, btrim(schedule), run_at,
           zone, code.job_options(coalesce(options, '{}')), next_at)
   returning id into job_id;
+  perform code.notify_jobs_changed();
   return job_id;
 end;
 $$;
@@ -377,6 +385,7 @@ begin
                                    then code.first_run_at(job.schedule, job.run_at, job.time_zone, now()) end,
          updated_at         = now()
    where j.id = job.id;
+  perform code.notify_jobs_changed();
   return job.id;
 end;
 $$;
@@ -417,6 +426,7 @@ begin
          end,
          updated_at = now()
    where j.id = job.id;
+  perform code.notify_jobs_changed();
   return job.id;
 end;
 $$;
@@ -433,6 +443,7 @@ declare
 begin
   update data.jobs j set extra_run_at = coalesce(least(j.extra_run_at, now()), now()), updated_at = now()
    where j.id = job.id;
+  perform code.notify_jobs_changed();
   return job.id;
 end;
 $$;

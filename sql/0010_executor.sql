@@ -8,7 +8,8 @@
 --      eligibility, SET LOCAL ROLE <owner>, calls the function with its arguments as a
 --      parameter, fires deferred constraints, and records the terminal status. A failing job
 --      rolls back to the run's own subtransaction; its run record keeps the error.
---   3. A run whose lease expires while `running` (its executor died) becomes `lost`.
+--   3. Executors renew a lease (data.executors) from a connection of their own; the `running`
+--      runs of an executor whose lease expired (it died) become `lost`, and are retried.
 --
 -- Every state change of a run sends NOTIFY hardcron_run_events with ids and status only.
 
@@ -32,11 +33,31 @@ as $$
      set retry_at = now() + make_interval(secs => (j.options->>'retry_delay_seconds')::numeric * 2 ^ (next_attempt - 2)),
          retry_scheduled_for = scheduled_for,
          retry_attempt = next_attempt
-   where j.id = job_id and j.retry_at is null and (j.enabled or j.schedule is null)
+   where j.id = job_id and j.retry_at is null and (j.enabled or j.schedule is null);
+  select code.notify_jobs_changed();
 $$;
 
--- Runs whose executor stopped renewing them: `lost`. A lost attempt is retried (an executor's
--- death is not the job's failure) up to three times beyond the job's own retries.
+-- An executor announces itself and renews its lease; `lease` is how long it may stay silent.
+create function code.renew_executor_lease(executor_id text, lease interval)
+  returns void
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if executor_id is null or executor_id !~ '^[A-Za-z0-9_.:-]{1,100}$' then
+    perform code.fail('HC301', 'executor_id must be 1 to 100 letters, digits or _ . : -');
+  end if;
+  if lease is null or lease < interval '1 second' or lease > interval '1 hour' then
+    perform code.fail('HC301', 'the executor lease must be from 1 second to 1 hour');
+  end if;
+  insert into data.executors as e (id, lease_expires_at) values (executor_id, now() + lease)
+  on conflict (id) do update set lease_expires_at = excluded.lease_expires_at;
+end;
+$$;
+
+-- Runs of executors that stopped renewing their lease become `lost`. A lost attempt is retried
+-- (an executor's death is not the job's failure) up to three times beyond the job's own retries.
 create function code.expire_leases()
   returns integer
   language plpgsql
@@ -47,9 +68,11 @@ declare
   run record;
   n integer := 0;
 begin
+  delete from data.executors e where e.lease_expires_at < now();
   for run in
     update data.job_runs r set status = 'lost', finished_at = now()
-     where r.status = 'running' and r.lease_expires_at < now()
+     where r.status = 'running'
+       and not exists (select from data.executors e where e.id = r.executor_id)
     returning r.id, r.job_id, r.scheduled_for, r.attempt
   loop
     n := n + 1;
@@ -61,6 +84,17 @@ begin
   end loop;
   return n;
 end;
+$$;
+
+-- A stopping executor leaves; its runs, if any are still running, are lost at once.
+create function code.release_executor(executor_id text)
+  returns void
+  language sql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  delete from data.executors e where e.id = executor_id;
+  select code.expire_leases();
 $$;
 
 -- The newest occurrence of a cron at or before `now`, starting from the due occurrence `due`
@@ -102,11 +136,13 @@ declare
   skip_reason text;
   status      text;
   new_run     bigint;
-  lease_total interval := interval '30 seconds';
   timeout     interval;
 begin
   if max_runs is null or max_runs < 1 or max_runs > 10000 then
     perform code.fail('HC301', 'max_runs must be from 1 to 10000');
+  end if;
+  if not exists (select from data.executors e where e.id = claim_runs.executor_id and e.lease_expires_at > now()) then
+    perform code.fail('HC302', format('executor %s has no live lease: renew it before claiming', claim_runs.executor_id));
   end if;
   perform code.expire_leases();
 
@@ -171,13 +207,8 @@ begin
 
     timeout := make_interval(secs => (job.options->>'timeout_seconds')::numeric);
     status := case when skip_reason is null then 'running' else 'skipped' end;
-    if status = 'running' then
-      lease_total := lease_total + timeout;
-    end if;
-    insert into data.job_runs as r (job_id, owner, function_owner, scheduled_for, status, attempt, executor_id,
-                                    lease_expires_at, finished_at)
+    insert into data.job_runs as r (job_id, owner, function_owner, scheduled_for, status, attempt, executor_id, finished_at)
     values (job.id, job.owner, job.function_owner, occurrence, status, attempt_no, claim_runs.executor_id,
-            case when status = 'running' then now() + lease_total end,
             case when status = 'skipped' then now() end)
     on conflict on constraint job_runs_one_per_occurrence do nothing
     returning r.id into new_run;
@@ -201,7 +232,8 @@ $$;
 -- from a text[] parameter, so no argument text is ever part of SQL) and the arguments.
 -- A refused run is recorded `rejected` with the generic reason, and nothing is returned.
 create function code.start_run(run_id bigint, executor_id text)
-  returns table (owner text, call_sql text, arguments text[])
+  returns table (job_id bigint, scheduled_for timestamptz, started_at timestamptz, done_status text,
+                 owner text, call_sql text, arguments text[])
   language plpgsql
   security definer
   set search_path = pg_catalog, pg_temp
@@ -212,22 +244,28 @@ declare
   verdict code.verdict;
   fn      pg_proc;
 begin
-  select * into run from data.job_runs r
+  update data.job_runs r set started_at = clock_timestamp()
    where r.id = start_run.run_id and r.status = 'running' and r.executor_id = start_run.executor_id and r.started_at is null
-     for update;
+  returning * into run;
   if run.id is null then
     perform code.fail('HC302', format('run %s is not a claimed run of this executor', start_run.run_id));
   end if;
-  update data.job_runs r set started_at = clock_timestamp() where r.id = run.id;
+  job_id := run.job_id;
+  scheduled_for := run.scheduled_for;
+  started_at := run.started_at;
   select * into job from data.jobs j where j.id = run.job_id;
   if job.id is null then  -- unscheduled since it was claimed
-    perform code.finish_run(run.id, 'skipped');
+    done_status := 'skipped';
+    perform code.finish_run(run.id, done_status);
+    return next;
     return;
   end if;
 
   verdict := code.check_eligibility(run.owner, job.function_signature, job.arguments);
   if verdict.reason is not null then
-    perform code.finish_run(run.id, 'rejected', reject_reason => verdict.reason);
+    done_status := 'rejected';
+    perform code.finish_run(run.id, done_status, reject_reason => verdict.reason);
+    return next;
     return;
   end if;
 
@@ -239,8 +277,8 @@ begin
        from unnest(fn.proargtypes::oid[]) with ordinality a(t, i)
       where i <= jsonb_array_length(job.arguments)));
   arguments := array(select code.argument_text(job.arguments -> (i::integer - 1), t)
-                            from unnest(fn.proargtypes::oid[]) with ordinality a(t, i)
-                           where i <= jsonb_array_length(job.arguments) order by i);
+                       from unnest(fn.proargtypes::oid[]) with ordinality a(t, i)
+                      where i <= jsonb_array_length(job.arguments) order by i);
   return next;
 end;
 $$;
@@ -281,9 +319,23 @@ begin
 end;
 $$;
 
+-- When is the next occurrence due? (index-backed; the executor sleeps until then)
+create function code.next_due_at()
+  returns timestamptz
+  language sql
+  stable
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  select least(j.next_run_at, j.extra_run_at, j.retry_at) from data.jobs j
+   where j.next_run_at is not null or j.extra_run_at is not null or j.retry_at is not null
+   order by least(j.next_run_at, j.extra_run_at, j.retry_at) limit 1
+$$;
+
 do $grants$
 begin
-  execute format('grant execute on function code.claim_runs(text, integer), code.expire_leases(),
+  execute format('grant execute on function code.claim_runs(text, integer), code.expire_leases(), code.next_due_at(),
+      code.renew_executor_lease(text, interval), code.release_executor(text),
       code.start_run(bigint, text), code.finish_run(bigint, text, bigint, bigint, text, text, text, text, text, text)
       to %I', current_database() || '$api');
 end;
@@ -302,15 +354,30 @@ create function executor.claim_runs(executor_id text, max_runs integer)
   set search_path = pg_catalog, pg_temp
 as $$ select * from code.claim_runs(executor_id, max_runs) $$;
 
-create function executor.expire_leases()
-  returns integer
+create function executor.renew_lease(executor_id text, lease_seconds numeric)
+  returns void
   language sql
   security definer
   set search_path = pg_catalog, pg_temp
-as $$ select code.expire_leases() $$;
+as $$ select code.renew_executor_lease(executor_id, make_interval(secs => lease_seconds)) $$;
+
+create function executor.release(executor_id text)
+  returns void
+  language sql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$ select code.release_executor(executor_id) $$;
+
+create function executor.next_due_at()
+  returns timestamptz
+  language sql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$ select code.next_due_at() $$;
 
 create function executor.start_run(run_id bigint, executor_id text)
-  returns table (owner text, call_sql text, arguments text[])
+  returns table (job_id bigint, scheduled_for timestamptz, started_at timestamptz, done_status text,
+                 owner text, call_sql text, arguments text[])
   language sql
   security definer
   set search_path = pg_catalog, pg_temp
@@ -333,7 +400,7 @@ $$;
 -- job's owner for the call only (SET LOCAL ROLE is not allowed in security definer functions).
 -- The call's effects and the run record share the subtransaction of the BEGIN … EXCEPTION block.
 create function executor.run(run_id bigint, executor_id text)
-  returns text
+  returns table (job_id bigint, status text, lateness_ms double precision, duration_ms double precision)
   language plpgsql
   security invoker
   set search_path = pg_catalog, pg_temp
@@ -342,11 +409,12 @@ declare
   plan     record;
   returned bigint;
   before   bigint;
-  status   text := 'rejected';
   state    text; msg text; detail text; hint text; context text;
 begin
-  select * into plan from executor.start_run(run_id, executor_id) p;
-  if plan.call_sql is not null then
+  select * into strict plan from executor.start_run(run_id, executor_id) p;
+  job_id := plan.job_id;
+  status := plan.done_status;
+  if status is null then
     begin
       before := (select coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint from pg_stat_xact_user_tables);
       execute format('set local role %I', plan.owner);
@@ -366,21 +434,24 @@ begin
         get stacked diagnostics state = returned_sqlstate, msg = message_text, detail = pg_exception_detail,
                                 hint = pg_exception_hint, context = pg_exception_context;
         if state = 'HC303' then
-          return 'lost';  -- no longer ours: the job's effects were rolled back with the subtransaction
+          status := 'lost';  -- no longer ours: the job's effects were rolled back with the subtransaction
+        else
+          status := 'failed';
+          perform executor.finish_run(run_id, status, error_sqlstate => state, error_message => msg,
+                                      error_detail => nullif(detail, ''), error_hint => nullif(hint, ''),
+                                      error_context => nullif(context, ''));
         end if;
-        status := 'failed';
-        perform executor.finish_run(run_id, status, error_sqlstate => state, error_message => msg,
-                                    error_detail => nullif(detail, ''), error_hint => nullif(hint, ''),
-                                    error_context => nullif(context, ''));
     end;
   end if;
+  lateness_ms := extract(epoch from plan.started_at - plan.scheduled_for) * 1000;
+  duration_ms := extract(epoch from clock_timestamp() - plan.started_at) * 1000;
   -- Nothing the job did to the session reaches the next run on this connection.
   reset all;
   perform pg_advisory_unlock_all();
   unlisten *;
   discard temp;
   deallocate all;
-  return status;
+  return next;
 end;
 $$;
 
@@ -389,7 +460,8 @@ declare
   db constant text := current_database();
 begin
   execute format('grant usage on schema executor to %I', db || '$executor');
-  execute format('grant execute on function executor.claim_runs(text, integer), executor.expire_leases(),
+  execute format('grant execute on function executor.claim_runs(text, integer), executor.renew_lease(text, numeric),
+      executor.release(text), executor.next_due_at(),
       executor.start_run(bigint, text), executor.finish_run(bigint, text, bigint, bigint, text, text, text, text, text),
       executor.run(bigint, text) to %I', db || '$executor');
 end;

@@ -1,10 +1,12 @@
 import { parseArgs } from 'node:util';
 import { HardcronError } from '../errors.ts';
 import type { Command } from './command.ts';
+import { executorCommand } from './executor.ts';
 import { migrateCommand } from './migrate.ts';
 
 const commands: Readonly<Record<string, Command>> = {
   migrate: migrateCommand,
+  executor: executorCommand,
 };
 
 function usage(): string {

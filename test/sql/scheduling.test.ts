@@ -14,7 +14,9 @@ describe('scheduling a job through the api, as provisioned users over real login
     await db().addUser('alice', { scheduler: true, memberOf: ['billing'] });
     await db().addUser('bob', { scheduler: true });
     await db().addUser('carol', { memberOf: ['billing'] }); // sees billing's jobs, schedules nothing
-    [alice, bob, carol] = await Promise.all(['alice', 'bob', 'carol'].map((nick) => db().login(nick)));
+    alice = await db().login('alice');
+    bob = await db().login('bob');
+    carol = await db().login('carol');
   });
 
   const schedule = async (client: pg.Client, params: Record<string, unknown>): Promise<JobRow> => {

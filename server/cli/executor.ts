@@ -1,0 +1,76 @@
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { booleanValue, requiredUrl, wholeNumber } from '../config.ts';
+import { ConfigError } from '../errors.ts';
+import { Executor } from '../executor/executor.ts';
+import { stopOnSignals } from '../executor/signals.ts';
+import { createLogger } from '../logger.ts';
+import type { Command } from './command.ts';
+
+export const executorCommand: Command = {
+  summary: 'run due jobs (a long-running process; run several for more throughput)',
+  help: `Usage: hardcron executor [--concurrency N] [--batch-size N] [--poll-ms N] [--no-listen] [--id ID]
+
+Connects as the database's $executor role and runs due jobs until SIGTERM or SIGINT.
+
+Environment (flags win):
+  EXECUTOR_DATABASE_URL          postgres://<db>$executor:<password>@host/<db> (required)
+  HARDCRON_EXECUTOR_CONCURRENCY  connections running batches in parallel (default 2)
+  HARDCRON_EXECUTOR_BATCH_SIZE   runs committed together, each in its own subtransaction (default 100)
+  HARDCRON_EXECUTOR_POLL_MS      longest idle sleep; the polling fallback (default 1000)
+  HARDCRON_EXECUTOR_LISTEN       false: no LISTEN/NOTIFY, polling only (default true)
+  HARDCRON_EXECUTOR_ID           the executor's name in run records (default host:pid:random)
+  LOG_LEVEL                      pino level (default info)`,
+
+  async run(args) {
+    const { values } = parseArgs({
+      args: [...args],
+      options: {
+        concurrency: { type: 'string' },
+        'batch-size': { type: 'string' },
+        'poll-ms': { type: 'string' },
+        'no-listen': { type: 'boolean' },
+        id: { type: 'string' },
+      },
+      strict: true,
+    });
+    const env = process.env;
+    const connectionString = requiredUrl(env, 'EXECUTOR_DATABASE_URL', 'the URL of the $executor role');
+    const listen = values['no-listen'] ? false : booleanValue('HARDCRON_EXECUTOR_LISTEN', env.HARDCRON_EXECUTOR_LISTEN);
+    const executorId = values.id ?? env.HARDCRON_EXECUTOR_ID;
+    const concurrency = wholeNumber('--concurrency', values.concurrency ?? env.HARDCRON_EXECUTOR_CONCURRENCY, 1, 64);
+    const batchSize = wholeNumber('--batch-size', values['batch-size'] ?? env.HARDCRON_EXECUTOR_BATCH_SIZE, 1, 10_000);
+    const pollIntervalMs = wholeNumber('--poll-ms', values['poll-ms'] ?? env.HARDCRON_EXECUTOR_POLL_MS, 10, 3_600_000);
+
+    await refuseSuperuser(connectionString);
+    const logger = createLogger('hardcron-executor');
+    const executor = new Executor({
+      connectionString,
+      logger,
+      ...(executorId !== undefined && { executorId }),
+      ...(listen !== undefined && { listen }),
+      ...(concurrency !== undefined && { concurrency }),
+      ...(batchSize !== undefined && { batchSize }),
+      ...(pollIntervalMs !== undefined && { pollIntervalMs }),
+    });
+    await executor.start();
+    stopOnSignals(() => executor.stop(), logger);
+    await new Promise(() => {}); // runs until a signal stops the process
+  },
+};
+
+/** No runtime process connects as a superuser: jobs would run with a superuser behind them. */
+async function refuseSuperuser(connectionString: string): Promise<void> {
+  const client = new pg.Client({ connectionString });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ rolsuper: boolean; rolname: string }>(
+      'select rolsuper, rolname from pg_catalog.pg_roles where rolname = current_user',
+    );
+    if (rows[0]?.rolsuper) {
+      throw new ConfigError('HC_SUPERUSER_REFUSED', `EXECUTOR_DATABASE_URL logs in as superuser ${rows[0].rolname}: use the database's $executor role`);
+    }
+  } finally {
+    await client.end();
+  }
+}
