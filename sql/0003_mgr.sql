@@ -181,6 +181,23 @@ end;
 $body$;
 call mgr.revoke_all_from_public('procedure', 'mgr.remove_user');
 
+-- Holds a share lock on a function's catalog row until the end of the transaction, so that
+-- ALTER FUNCTION, CREATE OR REPLACE and DROP FUNCTION wait for it: the eligibility check and the
+-- call it allows see the same definition (no check-then-call race). Row locks on pg_proc need a
+-- superuser, hence here; it takes an oid and does nothing else. Returns whether the row exists.
+create function mgr.lock_function_definition(function_oid oid)
+  returns boolean
+  security definer
+  set search_path = pg_catalog, pg_temp
+  language plpgsql
+as $body$
+begin
+  perform from pg_catalog.pg_proc where oid = function_oid for share;
+  return found;
+end;
+$body$;
+call mgr.revoke_all_from_public('function', 'mgr.lock_function_definition(oid)');
+
 do $grants$
 declare
   mgr_role constant text := current_database() || '$mgr';
@@ -189,5 +206,8 @@ begin
   execute format('grant execute on procedure mgr.revoke_all_from_public(text, text), mgr.grant_priv(text, text, text, text), '
                  'mgr.re_create_role(text, text, boolean), mgr.add_user(text, text, boolean, text[]), '
                  'mgr.remove_user(text) to %I', mgr_role);
+  -- The eligibility check (owned by $code) locks the definition it approves.
+  execute format('grant usage on schema mgr to %I', current_database() || '$code');
+  execute format('grant execute on function mgr.lock_function_definition(oid) to %I', current_database() || '$code');
 end;
 $grants$;

@@ -204,7 +204,16 @@ begin
                                                        quote_ident(current_database() || '$job_scheduler')));
   end if;
 
+  -- Lock the definition first, then read it: DDL on the function now waits for this
+  -- transaction, so the call that follows a positive verdict runs what was checked.
   select * into fn from pg_proc where oid = code.resolve_function(function_signature);
+  if fn.oid is not null then
+    if mgr.lock_function_definition(fn.oid) then
+      select * into fn from pg_proc where oid = fn.oid;
+    else
+      fn := null;  -- dropped in the meantime
+    end if;
+  end if;
   if fn.oid is null then
     return code.refuse('function_not_eligible', 0, format('function %s does not exist', function_signature));
   end if;
