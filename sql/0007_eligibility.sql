@@ -181,7 +181,7 @@ $$;
 create function code.check_eligibility(job_owner text, function_signature text, arguments jsonb)
   returns code.verdict
   language plpgsql
-  stable
+  volatile  -- it locks, and must re-read the catalog with a fresh snapshot after locking
   set search_path = pg_catalog, pg_temp
 as $$
 declare

@@ -1,0 +1,182 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type pg from 'pg';
+import type { Executor } from '../../server/executor/executor.ts';
+import { connect, useTestDatabase } from '../support/database.ts';
+import { finishedRuns, runNow, startExecutor, waitFor } from '../support/executor.ts';
+
+describe('what a job does to its session stays with it', () => {
+  const db = useTestDatabase();
+  let alice: pg.Client;
+  let executor: Executor;
+
+  beforeAll(async () => {
+    const { admin, role } = db();
+    await admin.query(`begin;
+      set local role "${role('mgr')}";
+      call mgr.re_create_role('dirty', null, true);
+      reset role;
+      grant temporary on database "${db().name}" to "${role('dirty')}";
+      set local role "${role('dirty')}";
+      create schema dirty;
+      create table dirty.seen (what text, value text);
+      -- Leaves every kind of session state behind.
+      create function dirty.leave_state() returns void security definer set search_path = pg_catalog, pg_temp
+        language plpgsql as $$
+        begin
+          perform set_config('hardcron_test.left', 'behind', false);
+          perform set_config('statement_timeout', '0', false);
+          perform set_config('search_path', 'dirty', false);
+          perform pg_advisory_lock(4242);
+          create temp table leftover (x int);
+          listen leftover_channel;
+          execute 'prepare leftover_statement as select 1';
+        end $$;
+      -- Records what it finds of that state.
+      create function dirty.inspect() returns void security definer set search_path = pg_catalog, pg_temp
+        language plpgsql as $$
+        begin
+          insert into dirty.seen values
+            ('setting', current_setting('hardcron_test.left', true)),
+            ('statement_timeout', current_setting('statement_timeout')),
+            ('search_path', current_setting('search_path')),
+            ('advisory locks', (select count(*)::text from pg_locks where locktype = 'advisory' and pid = pg_backend_pid())),
+            ('temp tables', (select count(*)::text from pg_class where relpersistence = 't')),
+            ('listening', (select count(*)::text from pg_listening_channels())),
+            ('prepared', (select count(*)::text from pg_prepared_statements)),
+            ('role', current_setting('role')),
+            ('session user', session_user::text);
+        end $$;
+      commit`);
+    await db().addUser('alice', { scheduler: true, memberOf: ['dirty'] });
+    alice = await db().login('alice');
+  });
+
+  afterAll(async () => {
+    await executor?.stop();
+  });
+
+  test('settings, advisory locks, temp tables, LISTEN and prepared statements do not reach the next job', async () => {
+    // Both due before the executor starts, so one connection runs them in one batch, in order.
+    const dirtyJob = await runNow(alice, 'dirty.leave_state()');
+    const inspectJob = await runNow(alice, 'dirty.inspect()');
+    executor = await startExecutor(db(), { concurrency: 1, listen: false });
+    expect((await finishedRuns(db(), dirtyJob))[0]?.status).toBe('succeeded');
+    expect((await finishedRuns(db(), inspectJob))[0]?.status).toBe('succeeded');
+
+    const { rows } = await db().admin.query<{ what: string; value: string | null }>('select what, value from dirty.seen');
+    const seen = Object.fromEntries(rows.map((row) => [row.what, row.value]));
+    expect(seen.setting ?? '').toBe(''); // reset (a custom setting, once defined, reads '' afterwards)
+    expect(seen).toMatchObject({
+      'advisory locks': '0',
+      'temp tables': '0',
+      listening: '0',
+      prepared: '0',
+      role: db().role('alice'),
+      'session user': db().role('executor'),
+    });
+    expect(seen.statement_timeout).not.toBe('0');
+    expect(seen.search_path).toBe('pg_catalog, pg_temp'); // the function's own pinned path
+
+    // And the advisory lock is really free: another session can take it.
+    const other = await connect(db().adminUrl);
+    try {
+      expect((await other.query('select pg_try_advisory_lock(4242) as got')).rows[0].got).toBe(true);
+    } finally {
+      await other.end();
+    }
+  });
+});
+
+describe('deferred constraint triggers fire as the job owner (THREATS 34)', () => {
+  const db = useTestDatabase();
+  let executor: Executor;
+
+  afterAll(async () => {
+    await executor?.stop();
+  });
+
+  test('a DEFERRABLE INITIALLY DEFERRED trigger never sees the executor as current_user', async () => {
+    const { admin, role } = db();
+    await admin.query(`begin;
+      set local role "${role('mgr')}";
+      call mgr.re_create_role('ledger', null, true);
+      set local role "${role('ledger')}";
+      create schema ledger;
+      create table ledger.entries (amount int);
+      create table ledger.trigger_log (by_user text, by_session text);
+      create function ledger.log_user() returns trigger language plpgsql set search_path = pg_catalog, pg_temp as $$
+        begin insert into ledger.trigger_log values (current_user, session_user); return null; end $$;
+      create constraint trigger entries_log after insert on ledger.entries
+        deferrable initially deferred for each row execute function ledger.log_user();
+      create function ledger.book(amount int) returns void security definer set search_path = pg_catalog, pg_temp
+        language sql as $$ insert into ledger.entries values (amount) $$;
+      commit`);
+    await db().addUser('alice', { scheduler: true, memberOf: ['ledger'] });
+    const alice = await db().login('alice');
+    const jobs = [await runNow(alice, 'ledger.book(integer)', [10]), await runNow(alice, 'ledger.book(integer)', [20])];
+    executor = await startExecutor(db(), { concurrency: 1 });
+    for (const job of jobs) expect((await finishedRuns(db(), job))[0]?.status).toBe('succeeded');
+
+    const { rows } = await admin.query<{ by_user: string }>('select by_user from ledger.trigger_log');
+    expect(rows).toHaveLength(2);
+    for (const row of rows) {
+      expect([role('ledger'), role('alice')]).toContain(row.by_user); // the function's or the job's owner
+      expect(row.by_user).not.toBe(role('executor'));
+    }
+  });
+});
+
+describe('the check and the call see the same function definition (THREATS 36)', () => {
+  const db = useTestDatabase();
+  let executor: Executor;
+
+  afterAll(async () => {
+    await executor?.stop();
+  });
+
+  test('toggling SECURITY INVOKER/DEFINER in a loop while a per-second job runs: it only ever runs as its owner', async () => {
+    const { admin, role } = db();
+    await admin.query(`begin;
+      set local role "${role('mgr')}";
+      call mgr.re_create_role('racy', null, true);
+      set local role "${role('racy')}";
+      create schema racy;
+      create table racy.calls (by_user text, at timestamptz default clock_timestamp());
+      grant usage on schema racy to public;
+      grant insert on racy.calls to public;
+      create function racy.tick() returns void security definer set search_path = pg_catalog, pg_temp
+        language sql as $$ insert into racy.calls (by_user) values (current_user) $$;
+      commit`);
+    await db().addUser('alice', { scheduler: true, memberOf: ['racy'] });
+    const alice = await db().login('alice');
+    const job = (await alice.query<{ id: string }>(`select id from api.schedule_job('racy.tick()', schedule => '* * * * * *')`)).rows[0]
+      ?.id as string;
+    executor = await startExecutor(db(), { concurrency: 2 });
+
+    const toggler = await connect(db().adminUrl);
+    const until = Date.now() + 60_000;
+    let toggles = 0;
+    try {
+      await toggler.query(`set role "${role('racy')}"`);
+      while (Date.now() < until) {
+        await toggler.query(`alter function racy.tick() security ${toggles % 2 === 0 ? 'invoker' : 'definer'}`);
+        toggles += 1;
+      }
+      await toggler.query('alter function racy.tick() security definer');
+    } finally {
+      await toggler.end();
+    }
+    await waitFor(db(), `select count(*) = 0 as done from data.job_runs where job_id = $1 and status = 'running'`, [job]);
+
+    const calls = await admin.query<{ by_user: string; n: number }>('select by_user, count(*)::int as n from racy.calls group by 1');
+    expect(calls.rows.map((row) => row.by_user)).toEqual([role('racy')]);
+    const runs = await admin.query<{ status: string; n: number }>(
+      'select status, count(*)::int as n from data.job_runs where job_id = $1 group by 1',
+      [job],
+    );
+    const byStatus = Object.fromEntries(runs.rows.map((row) => [row.status, row.n]));
+    expect(byStatus.succeeded).toBe(calls.rows[0]?.n);
+    expect((byStatus.succeeded ?? 0) + (byStatus.rejected ?? 0)).toBeGreaterThanOrEqual(50);
+    expect(toggles).toBeGreaterThan(100);
+  }, 120_000);
+});
