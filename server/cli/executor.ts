@@ -20,6 +20,7 @@ Environment (flags win):
   HARDCRON_EXECUTOR_POLL_MS      longest idle sleep; the polling fallback (default 1000)
   HARDCRON_EXECUTOR_LISTEN       false: no LISTEN/NOTIFY, polling only (default true)
   HARDCRON_EXECUTOR_ID           the executor's name in run records (default host:pid:random)
+  HARDCRON_EXECUTOR_LEASE_SECONDS  silence after which its running runs are lost (default 30)
   LOG_LEVEL                      pino level (default info)`,
 
   async run(args) {
@@ -41,6 +42,7 @@ Environment (flags win):
     const concurrency = wholeNumber('--concurrency', values.concurrency ?? env.HARDCRON_EXECUTOR_CONCURRENCY, 1, 64);
     const batchSize = wholeNumber('--batch-size', values['batch-size'] ?? env.HARDCRON_EXECUTOR_BATCH_SIZE, 1, 10_000);
     const pollIntervalMs = wholeNumber('--poll-ms', values['poll-ms'] ?? env.HARDCRON_EXECUTOR_POLL_MS, 10, 3_600_000);
+    const leaseSeconds = wholeNumber('HARDCRON_EXECUTOR_LEASE_SECONDS', env.HARDCRON_EXECUTOR_LEASE_SECONDS, 1, 3600);
 
     await refuseSuperuser(connectionString);
     const logger = createLogger('hardcron-executor');
@@ -52,6 +54,7 @@ Environment (flags win):
       ...(concurrency !== undefined && { concurrency }),
       ...(batchSize !== undefined && { batchSize }),
       ...(pollIntervalMs !== undefined && { pollIntervalMs }),
+      ...(leaseSeconds !== undefined && { leaseSeconds }),
     });
     await executor.start();
     stopOnSignals(() => executor.stop(), logger);
