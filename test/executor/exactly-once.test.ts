@@ -59,8 +59,11 @@ describe('exactly one terminal run per occurrence', () => {
   });
 
   test('three executors against 2,000 due occurrences: each runs exactly once', async () => {
+    const connectionString = await executorUrl(db());
     executors.push(
-      ...(await Promise.all([0, 1, 2].map((i) => startExecutor(db(), { concurrency: 2, batchSize: 50, executorId: `x${i}` })))),
+      ...(await Promise.all(
+        [0, 1, 2].map((i) => startExecutor(db(), { connectionString, concurrency: 2, batchSize: 50, executorId: `x${i}` })),
+      )),
     );
     await dueJobs(db(), alice, 2000);
     await waitFor(db(), `select count(*) = 2000 as done from data.job_runs where status <> 'running'`, [], 60_000);

@@ -15,10 +15,10 @@ export async function executorUrl(db: TestDatabase): Promise<string> {
 /** Starts an in-process executor on the test database; stop it with `stop()`. */
 export async function startExecutor(db: TestDatabase, options: Partial<ExecutorOptions> = {}): Promise<Executor> {
   const executor = new Executor({
-    connectionString: await executorUrl(db),
     pollIntervalMs: 100,
     logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
     ...options,
+    connectionString: options.connectionString ?? (await executorUrl(db)),
   });
   await executor.start();
   return executor;
