@@ -73,8 +73,7 @@ create table data.job_runs (
 -- Runs of a job, newest first.
 create index job_runs_by_job on data.job_runs (job_id, id desc);
 -- Running runs: overlap checks per job, and the sweep for runs of dead executors.
-create index job_runs_running_by_job on data.job_runs (job_id) where status = 'running';
-create index job_runs_running_by_executor on data.job_runs (executor_id) where status = 'running';
+create index job_runs_running on data.job_runs (job_id) where status = 'running';
 
 -- Live executors. An executor renews its lease (heartbeat) from a connection of its own; the
 -- `running` runs of an executor whose lease has expired become `lost`.

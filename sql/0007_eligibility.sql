@@ -21,21 +21,25 @@ create type code.verdict as (
 
 -- The canonical signature of a function: schema-qualified name and argument types, quoted as
 -- needed. This is what jobs store, and what execution matches against the catalog.
+-- (plpgsql rather than sql here and on other hot paths: plpgsql keeps its plans for the session.)
 create function code.function_signature(function_oid oid)
   returns text
-  language sql
+  language plpgsql
   stable
   set search_path = pg_catalog, pg_temp
 as $$
-  select quote_ident(n.nspname) || '.' || quote_ident(p.proname) || '(' ||
-         array_to_string(array(select format_type(t, null) from unnest(p.proargtypes::oid[]) with ordinality a(t, i) order by i), ', ') || ')'
-    from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-   where p.oid = function_oid
+begin
+  -- With this search_path, regprocedure output qualifies everything outside pg_catalog.
+  return (select case when p.pronamespace = 'pg_catalog'::regnamespace then 'pg_catalog.' else '' end || p.oid::regprocedure::text
+            from pg_proc p
+           where p.oid = function_oid);
+end;
 $$;
 
 -- A stored canonical signature -> the function it names now, or null. Resolution reads the
 -- catalog by schema and name and compares canonical signatures: no search_path is involved,
--- and no USAGE on the function's schema is needed (which $code does not have).
+-- and no USAGE on the function's schema is needed (which $code does not have). Stored
+-- signatures come from code.function_signature, so they always parse.
 create function code.resolve_function(signature text)
   returns oid
   language plpgsql
@@ -43,19 +47,15 @@ create function code.resolve_function(signature text)
   set search_path = pg_catalog, pg_temp
 as $$
 declare
-  parts text[];
+  parts constant text[] := parse_ident(split_part(signature, '(', 1));
 begin
-  begin
-    parts := parse_ident(split_part(signature, '(', 1));
-  exception when others then
-    return null;
-  end;
   if cardinality(parts) <> 2 then
     return null;
   end if;
   return (select p.oid
             from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-           where n.nspname = parts[1] and p.proname = parts[2] and code.function_signature(p.oid) = signature);
+           where n.nspname = parts[1] and p.proname = parts[2]
+             and code.function_signature(p.oid) = signature);
 end;
 $$;
 
@@ -88,6 +88,9 @@ begin
     return 'it does not pin search_path (add SET search_path = <schemas>, pg_temp)';
   end if;
   path := array(select btrim(btrim(p), '"') from unnest(string_to_array(substr(setting, 13), ',')) p);
+  if path = array['pg_catalog', 'pg_temp'] or path = array['pg_catalog'] then
+    return null;  -- the common, safe case, without catalog reads
+  end if;
   foreach schema_name in array path loop
     position := position + 1;
     if schema_name = 'pg_temp' and position < cardinality(path) then
@@ -181,92 +184,101 @@ $$;
 create function code.check_eligibility(job_owner text, function_signature text, arguments jsonb)
   returns code.verdict
   language plpgsql
-  volatile  -- it locks, and must re-read the catalog with a fresh snapshot after locking
+  volatile  -- it locks, and must read the catalog with a fresh snapshot after locking
   set search_path = pg_catalog, pg_temp
 as $$
 declare
-  owner_oid   constant oid := to_regrole(quote_ident(job_owner));
-  fn          pg_proc;
-  fn_owner    pg_roles;
-  problem     text;
-  n_args      integer;
-  i           integer;
+  fn_oid  oid := code.resolve_function(function_signature);
+  f       record;
+  problem text;
+  n_args  integer;
+  i       integer;
 begin
+  -- Lock the definition first, then read it: DDL on the function now waits for this
+  -- transaction, so the call that follows a positive verdict runs what was checked.
+  if fn_oid is not null and not mgr.lock_function_definition(fn_oid) then
+    fn_oid := null;  -- dropped in the meantime
+  end if;
+
+  -- Every fact the rules need, in one read.
+  select o.oid as owner_oid, o.rolsuper as owner_super,
+         pg_has_role(o.oid, sched.oid, 'USAGE') as owner_schedules,
+         p.oid as fn_oid, p.prokind, p.prosecdef, p.proconfig, p.proowner, p.provariadic, p.pronargs,
+         p.pronargdefaults, p.proargtypes,
+         fo.rolname as fn_owner_name, fo.rolsuper as fn_owner_super,
+         p.pronamespace in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+           or exists (select from pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e')
+           as fn_system,
+         pg_has_role(o.oid, p.proowner, 'USAGE') as owner_has_fn_owner
+    into f
+    from (select to_regrole(quote_ident(job_owner)) as oid,
+                 to_regrole(quote_ident(current_database() || '$job_scheduler')) as sched_oid) ids
+    left join pg_roles o on o.oid = ids.oid
+    left join pg_roles sched on sched.oid = ids.sched_oid
+    left join pg_proc p on p.oid = fn_oid
+    left join pg_roles fo on fo.oid = p.proowner;
+
   -- Rules 1 and 4, for the job owner.
-  if owner_oid is null then
+  if f.owner_oid is null then
     return code.refuse('owner_not_eligible', 1, format('role %s does not exist', quote_ident(job_owner)));
   end if;
-  if (select rolsuper from pg_roles where oid = owner_oid) then
+  if f.owner_super then
     return code.refuse('owner_not_eligible', 4, 'a superuser cannot own jobs');
   end if;
-  if not pg_has_role(owner_oid, to_regrole(quote_ident(current_database() || '$job_scheduler')), 'USAGE') then
+  if not f.owner_schedules then
     return code.refuse('owner_not_eligible', 1, format('role %s is not a member of %s', quote_ident(job_owner),
                                                        quote_ident(current_database() || '$job_scheduler')));
   end if;
-
-  -- Lock the definition first, then read it: DDL on the function now waits for this
-  -- transaction, so the call that follows a positive verdict runs what was checked.
-  select * into fn from pg_proc where oid = code.resolve_function(function_signature);
-  if fn.oid is not null then
-    if mgr.lock_function_definition(fn.oid) then
-      select * into fn from pg_proc where oid = fn.oid;
-    else
-      fn := null;  -- dropped in the meantime
-    end if;
-  end if;
-  if fn.oid is null then
+  if f.fn_oid is null then
     return code.refuse('function_not_eligible', 0, format('function %s does not exist', function_signature));
   end if;
-  select * into fn_owner from pg_roles where oid = fn.proowner;
-
   -- Rules 3 and 4 on facts any role can read in the catalog.
-  if fn.pronamespace in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
-     or exists (select from pg_depend where classid = 'pg_proc'::regclass and objid = fn.oid and deptype = 'e') then
+  if f.fn_system then
     return code.refuse('function_not_eligible', 3, format('%s belongs to PostgreSQL or to an extension', function_signature));
   end if;
-  if fn_owner.rolsuper then
+  if f.fn_owner_super then
     return code.refuse('function_not_eligible', 4, format('%s is owned by a superuser', function_signature));
   end if;
   -- Rule 2: membership with the owner's privileges. Nothing more is said about other roles' functions.
-  if not pg_has_role(owner_oid, fn.proowner, 'USAGE') then
+  if not f.owner_has_fn_owner then
     return code.refuse('function_not_eligible', 2,
-                       format('you are not a member of %s, which owns %s', quote_ident(fn_owner.rolname), function_signature));
+                       format('you are not a member of %s, which owns %s', quote_ident(f.fn_owner_name), function_signature));
   end if;
   -- Rule 3.
-  if fn.prokind <> 'f' then
+  if f.prokind <> 'f' then
     return code.refuse('function_not_eligible', 3, format('%s is a %s, not a function', function_signature,
-                       case fn.prokind when 'p' then 'procedure' when 'a' then 'aggregate' when 'w' then 'window function' else 'routine' end));
+                       case f.prokind when 'p' then 'procedure' when 'a' then 'aggregate' when 'w' then 'window function' else 'routine' end));
   end if;
-  if not fn.prosecdef then
+  if not f.prosecdef then
     return code.refuse('function_not_eligible', 3, format('%s is not SECURITY DEFINER', function_signature));
   end if;
   -- Rule 5.
-  problem := code.search_path_problem(fn.proconfig, fn.proowner);
+  problem := code.search_path_problem(f.proconfig, f.proowner);
   if problem is not null then
     return code.refuse('function_not_eligible', 5, format('%s is not safe: %s', function_signature, problem));
   end if;
   -- Rule 6.
-  if fn.provariadic <> 0 then
+  if f.provariadic <> 0 then
     return code.refuse('function_not_eligible', 6, format('%s is variadic, which jobs do not support', function_signature));
   end if;
   if arguments is null or jsonb_typeof(arguments) <> 'array' then
     return code.refuse('arguments_not_eligible', 6, 'arguments must be a JSON array');
   end if;
   n_args := jsonb_array_length(arguments);
-  if n_args > fn.pronargs or n_args < fn.pronargs - fn.pronargdefaults then
+  if n_args > f.pronargs or n_args < f.pronargs - f.pronargdefaults then
     return code.refuse('arguments_not_eligible', 6, format('%s takes %s argument%s, %s given', function_signature,
-      case when fn.pronargdefaults = 0 then fn.pronargs::text
-           else format('%s to %s', fn.pronargs - fn.pronargdefaults, fn.pronargs) end,
-      case when fn.pronargs = 1 then '' else 's' end, n_args));
+      case when f.pronargdefaults = 0 then f.pronargs::text
+           else format('%s to %s', f.pronargs - f.pronargdefaults, f.pronargs) end,
+      case when f.pronargs = 1 then '' else 's' end, n_args));
   end if;
   for i in 0 .. n_args - 1 loop
-    problem := code.argument_problem(arguments -> i, fn.proargtypes[i]);
+    problem := code.argument_problem(arguments -> i, f.proargtypes[i]);
     if problem is not null then
       return code.refuse('arguments_not_eligible', 6, format('argument %s: %s', i + 1, problem));
     end if;
   end loop;
 
-  return row(null, null, null, fn.oid, fn_owner.rolname)::code.verdict;
+  return row(null, null, null, f.fn_oid, f.fn_owner_name)::code.verdict;
 end;
 $$;
 

@@ -17,10 +17,12 @@ select set_config('role', current_database() || '$code', true);
 
 create function code.notify_run(run_id bigint, job_id bigint, status text)
   returns void
-  language sql
+  language plpgsql
   set search_path = pg_catalog, pg_temp
 as $$
-  select pg_notify('hardcron_run_events', json_build_object('run_id', run_id, 'job_id', job_id, 'status', status)::text)
+begin
+  perform pg_notify('hardcron_run_events', json_build_object('run_id', run_id, 'job_id', job_id, 'status', status)::text);
+end;
 $$;
 
 -- Queue the next attempt of an occurrence, after exponential backoff, if the job has none queued.
@@ -244,19 +246,18 @@ declare
   verdict code.verdict;
   fn      pg_proc;
 begin
-  update data.job_runs r set started_at = clock_timestamp()
-   where r.id = start_run.run_id and r.status = 'running' and r.executor_id = start_run.executor_id and r.started_at is null
-  returning * into run;
+  select * into run from data.job_runs r
+   where r.id = start_run.run_id and r.status = 'running' and r.executor_id = start_run.executor_id;
   if run.id is null then
     perform code.fail('HC302', format('run %s is not a claimed run of this executor', start_run.run_id));
   end if;
   job_id := run.job_id;
   scheduled_for := run.scheduled_for;
-  started_at := run.started_at;
+  started_at := clock_timestamp();  -- recorded by finish_run: one write per run
   select * into job from data.jobs j where j.id = run.job_id;
   if job.id is null then  -- unscheduled since it was claimed
     done_status := 'skipped';
-    perform code.finish_run(run.id, done_status);
+    perform code.finish_run(run.id, done_status, started_at);
     return next;
     return;
   end if;
@@ -264,7 +265,7 @@ begin
   verdict := code.check_eligibility(run.owner, job.function_signature, job.arguments);
   if verdict.reason is not null then
     done_status := 'rejected';
-    perform code.finish_run(run.id, done_status, reject_reason => verdict.reason);
+    perform code.finish_run(run.id, done_status, started_at, reject_reason => verdict.reason);
     return next;
     return;
   end if;
@@ -287,7 +288,7 @@ $$;
 -- event). Raises HC303 if the run is no longer this executor's (its lease expired): the caller
 -- then rolls back the job's effects.
 create function code.finish_run(
-  run_id bigint, status text, rows_returned bigint default null, rows_affected bigint default null,
+  run_id bigint, status text, started_at timestamptz, rows_returned bigint default null, rows_affected bigint default null,
   error_sqlstate text default null, error_message text default null, error_detail text default null,
   error_hint text default null, error_context text default null, reject_reason text default null)
   returns void
@@ -299,7 +300,7 @@ declare
   run data.job_runs;
 begin
   update data.job_runs r
-     set status = finish_run.status, finished_at = clock_timestamp(),
+     set status = finish_run.status, started_at = finish_run.started_at, finished_at = clock_timestamp(),
          rows_returned = finish_run.rows_returned, rows_affected = finish_run.rows_affected,
          error_sqlstate = finish_run.error_sqlstate, error_message = left(finish_run.error_message, 10000),
          error_detail = left(finish_run.error_detail, 10000), error_hint = left(finish_run.error_hint, 10000),
@@ -309,8 +310,7 @@ begin
   if run.id is null then
     perform code.fail('HC303', format('run %s is no longer running here (its lease expired)', finish_run.run_id));
   end if;
-  update data.jobs j set last_status = run.status, last_run_at = coalesce(run.started_at, run.finished_at)
-   where j.id = run.job_id;
+  update data.jobs j set last_status = run.status, last_run_at = run.started_at where j.id = run.job_id;
   if run.status in ('failed', 'timed_out')
      and run.attempt <= coalesce((select (j.options->>'retries')::integer from data.jobs j where j.id = run.job_id), 0) then
     perform code.queue_retry(run.job_id, run.scheduled_for, run.attempt + 1);
@@ -336,7 +336,7 @@ do $grants$
 begin
   execute format('grant execute on function code.claim_runs(text, integer), code.expire_leases(), code.next_due_at(),
       code.renew_executor_lease(text, interval), code.release_executor(text),
-      code.start_run(bigint, text), code.finish_run(bigint, text, bigint, bigint, text, text, text, text, text, text)
+      code.start_run(bigint, text), code.finish_run(bigint, text, timestamptz, bigint, bigint, text, text, text, text, text, text)
       to %I', current_database() || '$api');
 end;
 $grants$;
@@ -378,22 +378,45 @@ as $$ select code.next_due_at() $$;
 create function executor.start_run(run_id bigint, executor_id text)
   returns table (job_id bigint, scheduled_for timestamptz, started_at timestamptz, done_status text,
                  owner text, call_sql text, arguments text[])
-  language sql
-  security definer
-  set search_path = pg_catalog, pg_temp
-as $$ select * from code.start_run(run_id, executor_id) $$;
-
-create function executor.finish_run(
-  run_id bigint, status text, rows_returned bigint default null, rows_affected bigint default null,
-  error_sqlstate text default null, error_message text default null, error_detail text default null,
-  error_hint text default null, error_context text default null)
-  returns void
-  language sql
+  language plpgsql
   security definer
   set search_path = pg_catalog, pg_temp
 as $$
-  select code.finish_run(run_id, status, rows_returned, rows_affected, error_sqlstate, error_message,
-                         error_detail, error_hint, error_context)
+begin
+  return query select * from code.start_run(run_id, executor_id);
+end;
+$$;
+
+create function executor.finish_run(
+  run_id bigint, status text, started_at timestamptz, rows_returned bigint default null, rows_affected bigint default null,
+  error_sqlstate text default null, error_message text default null, error_detail text default null,
+  error_hint text default null, error_context text default null)
+  returns void
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform code.finish_run(run_id, status, started_at, rows_returned, rows_affected, error_sqlstate, error_message,
+                          error_detail, error_hint, error_context);
+end;
+$$;
+
+-- Tuples inserted, updated and deleted so far in this transaction in users' tables (oids from
+-- FirstNormalObjectId on), hardcron's own tables excluded: their bookkeeping between two runs
+-- does not move it, so one run's "after" is the next run's "before".
+create function executor.tuples_changed()
+  returns bigint
+  language plpgsql
+  stable
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  return (select coalesce(sum(pg_stat_get_xact_tuples_inserted(c.oid) + pg_stat_get_xact_tuples_updated(c.oid)
+                              + pg_stat_get_xact_tuples_deleted(c.oid)), 0)::bigint
+            from pg_class c
+           where c.oid >= 16384 and c.relkind in ('r', 'p', 'm') and c.relnamespace <> 'data'::regnamespace);
+end;
 $$;
 
 -- Runs one claimed run. SECURITY INVOKER on purpose: it executes as $executor and becomes the
@@ -409,6 +432,7 @@ declare
   plan     record;
   returned bigint;
   before   bigint;
+  after    bigint;
   state    text; msg text; detail text; hint text; context text;
 begin
   select * into strict plan from executor.start_run(run_id, executor_id) p;
@@ -416,20 +440,21 @@ begin
   status := plan.done_status;
   if status is null then
     begin
-      before := (select coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint from pg_stat_xact_user_tables);
+      -- The previous run of this transaction left its "after" here (see below); else measure.
+      before := coalesce(nullif(current_setting('hardcron.tuples_changed', true), '')::bigint, executor.tuples_changed());
       execute format('set local role %I', plan.owner);
       execute plan.call_sql into returned using plan.arguments;
       -- Deferred triggers fire now, as the owner, not later at COMMIT as the executor.
       set constraints all immediate;
       set local role none;
       status := 'succeeded';
-      perform executor.finish_run(run_id, status, returned,
-        (select coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint from pg_stat_xact_user_tables) - before);
+      after := executor.tuples_changed();
+      perform executor.finish_run(run_id, status, plan.started_at, returned, after - before);
     exception
       when query_canceled then
         status := 'timed_out';
         get stacked diagnostics msg = message_text;
-        perform executor.finish_run(run_id, status, error_sqlstate => '57014', error_message => msg);
+        perform executor.finish_run(run_id, status, plan.started_at, error_sqlstate => '57014', error_message => msg);
       when others then
         get stacked diagnostics state = returned_sqlstate, msg = message_text, detail = pg_exception_detail,
                                 hint = pg_exception_hint, context = pg_exception_context;
@@ -437,7 +462,7 @@ begin
           status := 'lost';  -- no longer ours: the job's effects were rolled back with the subtransaction
         else
           status := 'failed';
-          perform executor.finish_run(run_id, status, error_sqlstate => state, error_message => msg,
+          perform executor.finish_run(run_id, status, plan.started_at, error_sqlstate => state, error_message => msg,
                                       error_detail => nullif(detail, ''), error_hint => nullif(hint, ''),
                                       error_context => nullif(context, ''));
         end if;
@@ -451,6 +476,9 @@ begin
   unlisten *;
   discard temp;
   deallocate all;
+  -- Set after the job and the reset, so the job cannot have changed it; transaction-local.
+  -- Empty after a failed run: its rolled-back tuples still count, so the next run measures anew.
+  perform set_config('hardcron.tuples_changed', coalesce(after::text, ''), true);
   return next;
 end;
 $$;
@@ -462,7 +490,8 @@ begin
   execute format('grant usage on schema executor to %I', db || '$executor');
   execute format('grant execute on function executor.claim_runs(text, integer), executor.renew_lease(text, numeric),
       executor.release(text), executor.next_due_at(),
-      executor.start_run(bigint, text), executor.finish_run(bigint, text, bigint, bigint, text, text, text, text, text),
+      executor.start_run(bigint, text), executor.finish_run(bigint, text, timestamptz, bigint, bigint, text, text, text, text, text),
+      executor.tuples_changed(),
       executor.run(bigint, text) to %I', db || '$executor');
 end;
 $grants$;

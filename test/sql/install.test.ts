@@ -59,6 +59,7 @@ describe('hard-shell install on an empty database', () => {
       { nspname: 'api', owner: `"${db().role('api')}"` },
       { nspname: 'code', owner: `"${db().role('code')}"` },
       { nspname: 'data', owner: `"${db().role('data')}"` },
+      { nspname: 'executor', owner: `"${db().role('api')}"` },
       { nspname: 'mgr', owner: installer },
       { nspname: 'migrations', owner: installer },
     ]);

@@ -47,7 +47,7 @@ export async function runBatch(client: pg.ClientBase, executorId: string, runs: 
 /** Records the end of a run that took its connection down with it (e.g. it killed its own backend). */
 export async function recordCrashedRun(client: pg.ClientBase, runId: string, error: { code?: string; message: string }): Promise<void> {
   await client.query(
-    `select executor.finish_run($1, 'failed', error_sqlstate => $2, error_message => $3)`,
+    `select executor.finish_run($1, 'failed', null, error_sqlstate => $2, error_message => $3)`,
     [runId, error.code && /^[0-9A-Z]{5}$/.test(error.code) ? error.code : '08006', error.message],
   );
 }
