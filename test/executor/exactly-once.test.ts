@@ -121,3 +121,28 @@ describe('an executor killed with SIGKILL mid-batch', () => {
     expect(rows[0].lost).toBeGreaterThan(0);
   }, 120_000);
 });
+
+describe('an executor stopped with SIGTERM', () => {
+  const db = useTestDatabase();
+
+  test('finishes its batch, releases its lease and exits 0', async () => {
+    const alice = await setUp(db());
+    const url = await executorUrl(db());
+    await dueJobs(db(), alice, 200);
+    const child = spawn(process.execPath, [BIN, 'executor', '--id', 'polite', '--batch-size', '10'], {
+      env: { PATH: process.env.PATH, EXECUTOR_DATABASE_URL: url, LOG_LEVEL: 'warn' },
+      stdio: 'ignore',
+    });
+    await waitFor(db(), `select count(*) >= 20 as done from data.job_runs where executor_id = 'polite'`);
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    const { rows } = await db().admin.query(`
+      select (select count(*)::int from data.executors where id = 'polite') as leases,
+             (select count(*)::int from data.job_runs where status = 'running') as running,
+             (select count(*)::int from data.job_runs where status = 'succeeded') as succeeded,
+             (select count(*)::int from once.touched) as touched`);
+    expect(rows[0]).toMatchObject({ leases: 0, running: 0 });
+    expect(rows[0].succeeded).toBe(rows[0].touched);
+  }, 60_000);
+});

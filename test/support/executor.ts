@@ -40,6 +40,9 @@ export interface RunRecord {
   job_id: string;
   status: string;
   attempt: number;
+  scheduled_for: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
   rows_returned: string | null;
   rows_affected: string | null;
   error_sqlstate: string | null;

@@ -1,0 +1,156 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type pg from 'pg';
+import type { Executor } from '../../server/executor/executor.ts';
+import { connect, useTestDatabase } from '../support/database.ts';
+import { finishedRuns, runNow, startExecutor, waitFor } from '../support/executor.ts';
+
+interface Run {
+  status: string;
+  attempt: number;
+  scheduled_for: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
+}
+
+describe('missed runs, overlap, retries and events', () => {
+  const db = useTestDatabase();
+  let alice: pg.Client;
+  let executor: Executor;
+
+  beforeAll(async () => {
+    const { admin, role } = db();
+    await admin.query(`begin;
+      set local role "${role('mgr')}";
+      call mgr.re_create_role('pol', null, true);
+      set local role "${role('pol')}";
+      create schema pol;
+      create function pol.noop() returns void security definer set search_path = pg_catalog, pg_temp language sql as $$ select $$;
+      create function pol.nap(seconds float8) returns void security definer set search_path = pg_catalog, pg_temp
+        language sql as $$ select pg_sleep(seconds) $$;
+      create function pol.fail() returns void security definer set search_path = pg_catalog, pg_temp
+        language plpgsql as $$ begin raise exception 'always fails'; end $$;
+      commit`);
+    await db().addUser('alice', { scheduler: true, memberOf: ['pol'] });
+    alice = await db().login('alice');
+    executor = await startExecutor(db(), { concurrency: 2, batchSize: 1 });
+  });
+
+  afterAll(async () => {
+    await executor?.stop();
+  });
+
+  const runsOf = async (jobId: string): Promise<Run[]> =>
+    (await db().admin.query<Run>('select status, attempt, scheduled_for, started_at, finished_at from data.job_runs where job_id = $1 order by id', [jobId]))
+      .rows;
+
+  /** A cron job, paused at once; `backdate` moves its next occurrence into the past; resumes it for the executor. */
+  async function cronJob(schedule: string, options: object, backdate: string): Promise<string> {
+    const id = (
+      await alice.query<{ id: string }>('select id from api.schedule_job($1, schedule => $2, options => $3)', [
+        'pol.noop()',
+        schedule,
+        JSON.stringify(options),
+      ])
+    ).rows[0]?.id as string;
+    await db().admin.query(`update data.jobs set next_run_at = next_run_at - interval '${backdate}' where id = $1`, [id]);
+    return id;
+  }
+
+  test("missed 'latest': one run, for the newest missed occurrence", async () => {
+    const id = await cronJob('* * * * * *', { missed: 'latest' }, '20 seconds');
+    await finishedRuns(db(), id, 1);
+    await alice.query('select api.pause_job($1)', [id]);
+    const runs = await runsOf(id);
+    const first = runs[0] as Run;
+    expect(first.status).toBe('succeeded');
+    expect(Date.now() - first.scheduled_for.getTime()).toBeLessThan(10_000); // not the oldest, 20 s back
+  });
+
+  test("missed 'all' with max_missed 3: the newest three missed occurrences each run, oldest first", async () => {
+    const id = await cronJob('* * * * * *', { missed: 'all', max_missed: 3 }, '30 seconds');
+    await finishedRuns(db(), id, 3);
+    await alice.query('select api.pause_job($1)', [id]);
+    const runs = (await runsOf(id)).slice(0, 3);
+    const times = runs.map((run) => run.scheduled_for.getTime());
+    expect(times).toEqual([...times].sort((a, b) => a - b));
+    expect(times[1]! - times[0]!).toBe(1000);
+    expect(times[2]! - times[1]!).toBe(1000);
+    expect(Date.now() - times[0]!).toBeLessThan(15_000); // the 27 older ones were dropped
+  });
+
+  test("missed 'none': an occurrence missed by more than a minute is skipped, not run", async () => {
+    const id = await cronJob('0 0 1 1 *', { missed: 'none' }, '0 seconds');
+    await db().admin.query(`update data.jobs set next_run_at = now() - interval '2 minutes' where id = $1`, [id]);
+    const [run] = await finishedRuns(db(), id, 1);
+    expect(run?.status).toBe('skipped');
+    expect(run?.started_at).toBeNull();
+  });
+
+  test("overlap 'skip': occurrences due while a run is running are recorded skipped", async () => {
+    const id = (
+      await alice.query<{ id: string }>(`select id from api.schedule_job('pol.nap(float8)', '[2.5]', schedule => '* * * * * *')`)
+    ).rows[0]?.id as string;
+    await waitFor(db(), `select count(*) filter (where status = 'skipped') >= 1 and count(*) filter (where status = 'succeeded') >= 1 as done
+                           from data.job_runs where job_id = $1`, [id], 30_000);
+    await alice.query('select api.pause_job($1)', [id]);
+    const runs = await runsOf(id);
+    const succeeded = runs.filter((run) => run.status === 'succeeded');
+    for (const [a, b] of succeeded.slice(1).map((run, i) => [succeeded[i] as Run, run] as const)) {
+      expect(b.started_at!.getTime()).toBeGreaterThanOrEqual(a.finished_at!.getTime()); // never two at once
+    }
+  });
+
+  test("overlap 'allow': two runs of one job may run at the same time", async () => {
+    const id = (
+      await alice.query<{ id: string }>(
+        `select id from api.schedule_job('pol.nap(float8)', '[1.5]', schedule => '* * * * * *', options => '{"overlap": "allow"}')`,
+      )
+    ).rows[0]?.id as string;
+    await finishedRuns(db(), id, 3);
+    await alice.query('select api.pause_job($1)', [id]);
+    const runs = (await runsOf(id)).filter((run) => run.status === 'succeeded');
+    const overlapping = runs.some((a, i) => runs.slice(i + 1).some((b) => b.started_at! < a.finished_at!));
+    expect(overlapping).toBe(true);
+    expect(runs.every((run) => run.status !== 'skipped')).toBe(true);
+  });
+
+  test('retries: a failing job is tried again with exponential backoff, then gives up', async () => {
+    const id = await runNow(alice, 'pol.fail()', [], { retries: 2, retry_delay_seconds: 0.2 });
+    const runs = (await finishedRuns(db(), id, 3)) as unknown as Run[];
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const all = await runsOf(id);
+    expect(all.map((run) => [run.status, run.attempt])).toEqual([
+      ['failed', 1],
+      ['failed', 2],
+      ['failed', 3],
+    ]);
+    expect(new Set(all.map((run) => run.scheduled_for.getTime())).size).toBe(1); // the same occurrence
+    const gap1 = all[1]!.started_at!.getTime() - all[0]!.finished_at!.getTime();
+    const gap2 = all[2]!.started_at!.getTime() - all[1]!.finished_at!.getTime();
+    expect(gap1).toBeGreaterThanOrEqual(190); // 0.2 s
+    expect(gap2).toBeGreaterThanOrEqual(390); // 0.4 s: doubled
+    expect(runs).toHaveLength(3);
+  });
+
+  test('every state change of a run is announced with ids and status only', async () => {
+    const listener = await connect(db().adminUrl);
+    const events: unknown[] = [];
+    listener.on('notification', (message) => {
+      if (message.channel === 'hardcron_run_events') events.push(JSON.parse(message.payload ?? 'null'));
+    });
+    await listener.query('listen hardcron_run_events');
+    try {
+      const id = await runNow(alice, 'pol.noop()');
+      const [run] = await finishedRuns(db(), id);
+      const runId = Number((await db().admin.query('select id from data.job_runs where job_id = $1', [id])).rows[0].id);
+      await new Promise((resolve) => setTimeout(resolve, 200)); // notifications trail the commit
+      const mine = events.filter((event) => (event as { job_id: number }).job_id === Number(id));
+      expect(mine).toEqual([
+        { run_id: runId, job_id: Number(id), status: 'running' },
+        { run_id: runId, job_id: Number(id), status: run?.status },
+      ]);
+    } finally {
+      await listener.end();
+    }
+  });
+});
