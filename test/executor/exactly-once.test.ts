@@ -8,8 +8,11 @@ import { executorUrl, startExecutor, waitFor } from '../support/executor.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/hardcron.js', import.meta.url));
 
-/** Owner role $once with once.touch(job_id): a primary key makes a second execution fail loudly. */
-async function setUp(db: TestDatabase): Promise<pg.Client> {
+/**
+ * Owner role $once with once.touch(job_id): a primary key makes a second execution fail loudly.
+ * `seconds` makes each run take that long, so that a batch is long enough to be killed midway.
+ */
+async function setUp(db: TestDatabase, seconds = 0): Promise<pg.Client> {
   const { admin, role } = db;
   await admin.query(`begin;
     set local role "${role('mgr')}";
@@ -18,7 +21,7 @@ async function setUp(db: TestDatabase): Promise<pg.Client> {
     create schema once;
     create table once.touched (job_id bigint primary key, by_session text default session_user);
     create function once.touch(job_id bigint) returns void security definer set search_path = pg_catalog, pg_temp
-      language sql as $$ insert into once.touched (job_id) values (job_id) $$;
+      language sql as $$ insert into once.touched (job_id) values (job_id); select pg_sleep(${seconds}) $$;
     commit`);
   await db.addUser('alice', { scheduler: true, memberOf: ['once'] });
   return db.login('alice');
@@ -80,7 +83,7 @@ describe('an executor killed with SIGKILL mid-batch', () => {
   let survivor: Executor | undefined;
 
   beforeAll(async () => {
-    alice = await setUp(db());
+    alice = await setUp(db(), 0.01);
   });
 
   afterAll(async () => {
