@@ -1,8 +1,7 @@
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { booleanValue, requiredUrl, wholeNumber } from '../config.ts';
-import { ConfigError, DatabaseTargetError } from '../errors.ts';
-import { redactUrl } from '../db/targets.ts';
+import { connectClient } from '../db/connect.ts';
+import { ConfigError } from '../errors.ts';
 import { Executor } from '../executor/executor.ts';
 import { stopOnSignals } from '../executor/signals.ts';
 import { createLogger } from '../logger.ts';
@@ -65,16 +64,7 @@ Environment (flags win):
 
 /** No runtime process connects as a superuser: jobs would run with a superuser behind them. */
 async function refuseSuperuser(connectionString: string): Promise<void> {
-  const client = new pg.Client({ connectionString });
-  try {
-    await client.connect();
-  } catch (error) {
-    throw new DatabaseTargetError(
-      'HC_CONNECT',
-      `cannot connect to ${redactUrl(connectionString)}: ${error instanceof Error ? error.message : String(error)}`,
-      { cause: error },
-    );
-  }
+  const client = await connectClient(connectionString, 'hardcron executor check');
   try {
     const { rows } = await client.query<{ rolsuper: boolean; rolname: string }>(
       'select rolsuper, rolname from pg_catalog.pg_roles where rolname = current_user',

@@ -3,8 +3,8 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { DatabaseTargetError, MigrationError } from '../errors.ts';
-import { redactUrl } from './targets.ts';
+import { MigrationError } from '../errors.ts';
+import { connectClient } from './connect.ts';
 
 /** The numbered SQL files shipped with hardcron. */
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../sql/', import.meta.url));
@@ -46,7 +46,7 @@ export interface MigrateResult {
  */
 export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
   const migrations = await readMigrations(options.migrationsDir ?? MIGRATIONS_DIR);
-  const client = await connectAdmin(options.connectionString);
+  const client = await connectClient(options.connectionString, 'hardcron migrate');
   try {
     await requireSuperuser(client);
     await client.query('select pg_catalog.pg_advisory_lock($1)', [MIGRATE_LOCK_KEY.toString()]);
@@ -117,22 +117,6 @@ export function pendingMigrations(migrations: readonly Migration[], applied: Rea
     );
   }
   return pending;
-}
-
-async function connectAdmin(connectionString: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString, application_name: 'hardcron migrate' });
-  try {
-    await client.connect();
-  } catch (error) {
-    throw new DatabaseTargetError(
-      'HC_CONNECT',
-      `cannot connect to ${redactUrl(connectionString)}: ${error instanceof Error ? error.message : String(error)}`,
-      { cause: error },
-    );
-  }
-  // A broken connection surfaces through the failing query; don't let it crash the process.
-  client.on('error', () => {});
-  return client;
 }
 
 async function requireSuperuser(client: pg.Client): Promise<void> {

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type pg from 'pg';
 import type { Executor } from '../../server/executor/executor.ts';
+import { createOwner } from '../support/jobs.ts';
 import { useTestDatabase, type TestDatabase } from '../support/database.ts';
 import { executorUrl, startExecutor, waitFor } from '../support/executor.ts';
 
@@ -13,16 +14,10 @@ const BIN = fileURLToPath(new URL('../../bin/hardcron.js', import.meta.url));
  * `seconds` makes each run take that long, so that a batch is long enough to be killed midway.
  */
 async function setUp(db: TestDatabase, seconds = 0): Promise<pg.Client> {
-  const { admin, role } = db;
-  await admin.query(`begin;
-    set local role "${role('mgr')}";
-    call mgr.re_create_role('once', null, true);
-    set local role "${role('once')}";
-    create schema once;
+  await createOwner(db, 'once', `
     create table once.touched (job_id bigint primary key, by_session text default session_user);
     create function once.touch(job_id bigint) returns void security definer set search_path = pg_catalog, pg_temp
-      language sql as $$ insert into once.touched (job_id) values (job_id); select pg_sleep(${seconds}) $$;
-    commit`);
+      language sql as $$ insert into once.touched (job_id) values (job_id); select pg_sleep(${seconds}) $$`);
   await db.addUser('alice', { scheduler: true, memberOf: ['once'] });
   return db.login('alice');
 }

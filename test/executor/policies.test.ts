@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { Executor } from '../../server/executor/executor.ts';
 import { connect, useTestDatabase } from '../support/database.ts';
 import { finishedRuns, runNow, startExecutor, waitFor } from '../support/executor.ts';
+import { createOwner } from '../support/jobs.ts';
 
 interface Run {
   status: string;
@@ -18,18 +19,12 @@ describe('missed runs, overlap, retries and events', () => {
   let executor: Executor;
 
   beforeAll(async () => {
-    const { admin, role } = db();
-    await admin.query(`begin;
-      set local role "${role('mgr')}";
-      call mgr.re_create_role('pol', null, true);
-      set local role "${role('pol')}";
-      create schema pol;
+    await createOwner(db(), 'pol', `
       create function pol.noop() returns void security definer set search_path = pg_catalog, pg_temp language sql as $$ select $$;
       create function pol.nap(seconds float8) returns void security definer set search_path = pg_catalog, pg_temp
         language sql as $$ select pg_sleep(seconds) $$;
       create function pol.fail() returns void security definer set search_path = pg_catalog, pg_temp
-        language plpgsql as $$ begin raise exception 'always fails'; end $$;
-      commit`);
+        language plpgsql as $$ begin raise exception 'always fails'; end $$`);
     await db().addUser('alice', { scheduler: true, memberOf: ['pol'] });
     alice = await db().login('alice');
     executor = await startExecutor(db(), { concurrency: 2, batchSize: 1 });

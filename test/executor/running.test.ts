@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type pg from 'pg';
 import type { Executor } from '../../server/executor/executor.ts';
+import { createOwner } from '../support/jobs.ts';
 import { useTestDatabase } from '../support/database.ts';
 import { finishedRuns, runNow, startExecutor, waitFor } from '../support/executor.ts';
 
@@ -14,12 +15,7 @@ describe('the executor runs jobs as their owners and records one outcome per run
   let executor: Executor;
 
   beforeAll(async () => {
-    const { admin, role } = db();
-    await admin.query(`begin;
-      set local role "${role('mgr')}";
-      call mgr.re_create_role('jobs', null, true);
-      set local role "${role('jobs')}";
-      create schema jobs;
+    await createOwner(db(), 'jobs', `
       create table jobs.effects (note text, by_role text default current_user, at timestamptz default clock_timestamp());
       create table jobs.counter (n int);
       insert into jobs.counter select generate_series(1, 3);
@@ -41,8 +37,7 @@ describe('the executor runs jobs as their owners and records one outcome per run
       create function jobs.sleep(seconds float8) returns void security definer set search_path = pg_catalog, pg_temp
         language sql as $$ insert into jobs.effects (note) values ('slept'); select pg_sleep(seconds) $$;
       create function jobs.kill_own_backend() returns void security definer set search_path = pg_catalog, pg_temp
-        language sql as $$ select pg_terminate_backend(pg_backend_pid()) $$;
-      commit`);
+        language sql as $$ select pg_terminate_backend(pg_backend_pid()) $$`);
     await db().addUser('alice', { scheduler: true, memberOf: ['jobs'] });
     alice = await db().login('alice');
     executor = await startExecutor(db(), { concurrency: 1 });

@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { Executor } from '../../server/executor/executor.ts';
 import { connect, useTestDatabase } from '../support/database.ts';
 import { finishedRuns, runNow, startExecutor, waitFor } from '../support/executor.ts';
+import { createOwner } from '../support/jobs.ts';
 
 describe('what a job does to its session stays with it', () => {
   const db = useTestDatabase();
@@ -97,11 +98,7 @@ describe('deferred constraint triggers fire as the job owner (THREATS 34)', () =
 
   test('a DEFERRABLE INITIALLY DEFERRED trigger never sees the executor as current_user', async () => {
     const { admin, role } = db();
-    await admin.query(`begin;
-      set local role "${role('mgr')}";
-      call mgr.re_create_role('ledger', null, true);
-      set local role "${role('ledger')}";
-      create schema ledger;
+    await createOwner(db(), 'ledger', `
       create table ledger.entries (amount int);
       create table ledger.trigger_log (by_user text, by_session text);
       create function ledger.log_user() returns trigger language plpgsql set search_path = pg_catalog, pg_temp as $$
@@ -109,8 +106,7 @@ describe('deferred constraint triggers fire as the job owner (THREATS 34)', () =
       create constraint trigger entries_log after insert on ledger.entries
         deferrable initially deferred for each row execute function ledger.log_user();
       create function ledger.book(amount int) returns void security definer set search_path = pg_catalog, pg_temp
-        language sql as $$ insert into ledger.entries values (amount) $$;
-      commit`);
+        language sql as $$ insert into ledger.entries values (amount) $$`);
     await db().addUser('alice', { scheduler: true, memberOf: ['ledger'] });
     const alice = await db().login('alice');
     const jobs = [await runNow(alice, 'ledger.book(integer)', [10]), await runNow(alice, 'ledger.book(integer)', [20])];
@@ -136,17 +132,12 @@ describe('the check and the call see the same function definition (THREATS 36)',
 
   test('toggling SECURITY INVOKER/DEFINER in a loop while a per-second job runs: it only ever runs as its owner', async () => {
     const { admin, role } = db();
-    await admin.query(`begin;
-      set local role "${role('mgr')}";
-      call mgr.re_create_role('racy', null, true);
-      set local role "${role('racy')}";
-      create schema racy;
+    await createOwner(db(), 'racy', `
       create table racy.calls (by_user text, at timestamptz default clock_timestamp());
       grant usage on schema racy to public;
       grant insert on racy.calls to public;
       create function racy.tick() returns void security definer set search_path = pg_catalog, pg_temp
-        language sql as $$ insert into racy.calls (by_user) values (current_user) $$;
-      commit`);
+        language sql as $$ insert into racy.calls (by_user) values (current_user) $$`);
     await db().addUser('alice', { scheduler: true, memberOf: ['racy'] });
     const alice = await db().login('alice');
     const job = (await alice.query<{ id: string }>(`select id from api.schedule_job('racy.tick()', schedule => '* * * * * *')`)).rows[0]

@@ -42,16 +42,25 @@ export async function failureOf(client: pg.Client, sql: string, params: unknown[
  * definer function billing.close_day(date) (pinned search_path) that records the day it closed.
  */
 export async function createBilling(db: TestDatabase): Promise<void> {
-  const { admin, role } = db;
-  await admin.query(`begin;
-    set local role "${role('mgr')}";
-    call mgr.re_create_role('billing', null, true);
-    set local role "${role('billing')}";
-    create schema billing;
+  await createOwner(db, 'billing', `
     create table billing.closed (day date, closed_by text default current_user);
     create function billing.close_day(day date) returns integer
       security definer set search_path = pg_catalog, pg_temp
-      language sql as $$ insert into billing.closed (day) values (day) returning 1 $$;
+      language sql as $$ insert into billing.closed (day) values (day) returning 1 $$`);
+}
+
+/**
+ * Creates the owner role $<nickname> (as $mgr, through mgr.re_create_role) with a schema of the
+ * same name, then runs `body` as that role: the way job functions come to exist.
+ */
+export async function createOwner(db: TestDatabase, nickname: string, body: string): Promise<void> {
+  const { admin, role } = db;
+  await admin.query(`begin;
+    set local role "${role('mgr')}";
+    call mgr.re_create_role('${nickname}', null, true);
+    set local role "${role(nickname)}";
+    create schema ${nickname};
+    ${body};
     commit`);
 }
 
