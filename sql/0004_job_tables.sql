@@ -83,10 +83,17 @@ create table data.executors (
   lease_expires_at timestamptz not null
 );
 
+-- The IANA time zone names this server knows, for a fast check of job time zones (reading
+-- pg_timezone_names costs tens of milliseconds). Names added by a newer tzdata are found in
+-- pg_timezone_names and added here when first used.
+create table data.time_zones (name text primary key);
+insert into data.time_zones select name from pg_catalog.pg_timezone_names on conflict do nothing;
+
 do $grants$
 declare
   db constant text := current_database();
 begin
+  execute format('grant select, insert on data.time_zones to %I', db || '$code');
   execute format('grant select, insert, update, delete on data.jobs, data.job_runs, data.executors to %I', db || '$code');
   -- The api views read the tables as their owner; $api gets nothing but SELECT.
   execute format('grant usage on schema data to %I', db || '$api');

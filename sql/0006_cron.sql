@@ -183,6 +183,11 @@ end;
 $$;
 
 -- The first instant after `after` at which `spec` fires on local day `day`, or null.
+--
+-- Local times in increasing order map to increasing instants, with two exceptions: a local
+-- time in a spring-forward gap maps past the gap's end (02:20 in a 30-minute gap to 02:50), so
+-- real times just after the gap can come first; and the second copy of a repeated hour, which
+-- counts only when the hour field covers all hours.
 create function code.cron_next_on_day(spec code.cron_spec, zone text, day date, after timestamptz)
   returns timestamptz
   language plpgsql
@@ -194,8 +199,9 @@ declare
   h integer;
   m integer;
   s integer;
+  local_time timestamp;
   t record;
-  best timestamptz;
+  best timestamptz;  -- the smallest candidate that later local times could still undercut
 begin
   foreach h in array spec.hours loop
     t := code.local_instants(day + make_interval(hours => h, mins => 59, secs => 59), zone);
@@ -204,9 +210,14 @@ begin
       t := code.local_instants(day + make_interval(hours => h, mins => m, secs => 59), zone);
       continue when t.earliest <= after and (not all_hours or t.latest <= after);
       foreach s in array spec.seconds loop
-        t := code.local_instants(day + make_interval(hours => h, mins => m, secs => s), zone);
+        local_time := day + make_interval(hours => h, mins => m, secs => s);
+        t := code.local_instants(local_time, zone);
         if t.earliest > after then
-          return least(best, t.earliest);  -- later local times only map later (or to the same instant)
+          if (t.earliest at time zone zone) = local_time then
+            -- A real local time: no later local time maps earlier, except repeats already in best.
+            return least(best, t.earliest);
+          end if;
+          best := least(best, t.earliest);  -- a time in a gap: the first real time after it may come first
         elsif all_hours and t.latest > after then
           best := least(best, t.latest);  -- the repeat of an hour that occurs twice
         end if;

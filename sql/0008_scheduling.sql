@@ -119,33 +119,22 @@ $$;
 create function code.require_time_zone(zone text)
   returns text
   language plpgsql
-  stable
+  volatile
   set search_path = pg_catalog, pg_temp
 as $$
 begin
-  -- IANA names only. Area/Location names are checked by use (fast); others against the list.
-  if zone is not null and char_length(zone) <= 64 and (
-       (zone ~ '^[A-Za-z_]+(/[A-Za-z0-9_+-]+)+$' and code.zone_is_usable(zone))
-       or zone in ('UTC', 'GMT')
-       or exists (select from pg_timezone_names where name = zone)) then
-    return zone;
+  -- IANA names only (PostgreSQL would also take POSIX specs such as 'UTC+3' or 'Foo/Bar+3').
+  if zone is not null and char_length(zone) <= 64 then
+    if exists (select from data.time_zones z where z.name = zone) then
+      return zone;
+    end if;
+    if exists (select from pg_timezone_names n where n.name = zone) then  -- from a newer tzdata
+      insert into data.time_zones (name) values (zone) on conflict do nothing;
+      return zone;
+    end if;
   end if;
   perform code.fail('HC207', format('unknown time zone %s', coalesce(quote_literal(left(zone, 100)), 'NULL')),
                     'Use an IANA time zone name such as ''Europe/Amsterdam'' or ''UTC''.');
-end;
-$$;
-
-create function code.zone_is_usable(zone text)
-  returns boolean
-  language plpgsql
-  stable
-  set search_path = pg_catalog, pg_temp
-as $$
-begin
-  perform now() at time zone zone;
-  return true;
-exception when others then
-  return false;
 end;
 $$;
 
