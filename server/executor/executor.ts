@@ -91,7 +91,13 @@ export class Executor {
   }
 
   private async connect(): Promise<pg.Client> {
-    const client = new pg.Client({ connectionString: this.options.connectionString, application_name: `hardcron executor ${this.id}` });
+    const client = new pg.Client({
+      connectionString: this.options.connectionString,
+      application_name: `hardcron executor ${this.id}`,
+      // If this process dies mid-batch, the server notices within a quarter second and rolls the
+      // batch back (its runs become lost and are retried) instead of running it to the end.
+      options: '-c client_connection_check_interval=250',
+    });
     client.on('error', (error) => this.logger.warn({ err: describe(error) }, 'database connection lost'));
     await client.connect();
     return client;

@@ -78,7 +78,7 @@ describe('an executor killed with SIGKILL mid-batch', () => {
   let survivor: Executor | undefined;
 
   beforeAll(async () => {
-    alice = await setUp(db(), 0.01);
+    alice = await setUp(db(), 0.05); // a batch of 20 takes a second: kills land inside batches
   });
 
   afterAll(async () => {
