@@ -50,12 +50,7 @@ export async function createTestDatabase(
   const admin = await connect(adminUrl);
   const sessions: pg.Client[] = [];
   const role = (nickname: string): string => `${name}$${nickname}`;
-  const urlFor = (user: string, password: string): string => {
-    const url = new URL(adminUrl);
-    url.username = encodeURIComponent(user);
-    url.password = encodeURIComponent(password);
-    return url.toString();
-  };
+  const urlFor = (user: string, password: string): string => loginUrl(adminUrl, user, password);
 
   return {
     name,
@@ -133,6 +128,14 @@ async function dropDatabaseAndRoles(clusterUrl: string, database: string): Promi
     );
     for (const { rolname } of rows) await client.query(`drop role if exists ${client.escapeIdentifier(rolname)}`);
   });
+}
+
+/** The same server and database, logging in as `user` with `password`. */
+export function loginUrl(url: string, user: string, password: string): string {
+  const copy = new URL(url);
+  copy.username = encodeURIComponent(user);
+  copy.password = encodeURIComponent(password);
+  return copy.toString();
 }
 
 export async function connect(url: string): Promise<pg.Client> {

@@ -12,13 +12,16 @@ export async function executorUrl(db: TestDatabase): Promise<string> {
   return db.urlFor(db.role('executor'), password);
 }
 
-/** Starts an in-process executor on the test database; stop it with `stop()`. */
-export async function startExecutor(db: TestDatabase, options: Partial<ExecutorOptions> = {}): Promise<Executor> {
+/**
+ * Starts an in-process executor on the test database (or on `options.connectionString` when
+ * given, with `db` null); stop it with `stop()`.
+ */
+export async function startExecutor(db: TestDatabase | null, options: Partial<ExecutorOptions> = {}): Promise<Executor> {
   const executor = new Executor({
     pollIntervalMs: 100,
     logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
     ...options,
-    connectionString: options.connectionString ?? (await executorUrl(db)),
+    connectionString: options.connectionString ?? (db ? await executorUrl(db) : ''),
   });
   await executor.start();
   return executor;
