@@ -66,8 +66,55 @@ create function code.refuse(reason text, rule integer, message text, function_oi
   set search_path = pg_catalog, pg_temp
 as $$ select row(reason, rule, message, function_oid, function_owner)::code.verdict $$;
 
--- Rule 5: a pinned search_path that no one but the function's owner can plant objects in.
--- Returns null when safe, else what is wrong.
+-- A search_path setting's value as PostgreSQL reads it: a comma-separated list of identifiers,
+-- double-quoted ones taken as written ("" for a quote), unquoted ones trimmed and lower-cased.
+-- ('victim, pg_temp' given as one quoted name is one schema, not two.)
+create function code.search_path_schemas(value text)
+  returns text[]
+  language plpgsql
+  immutable
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  path      text[] := '{}';
+  token     text := '';
+  quoted    boolean := false;
+  in_quotes boolean := false;
+  ch        text;
+  i         integer := 1;
+begin
+  while i <= length(value) loop
+    ch := substr(value, i, 1);
+    if in_quotes then
+      if ch = '"' and substr(value, i + 1, 1) = '"' then
+        token := token || '"';
+        i := i + 1;
+      elsif ch = '"' then
+        in_quotes := false;
+      else
+        token := token || ch;
+      end if;
+    elsif ch = '"' then
+      in_quotes := true;
+      quoted := true;
+      token := '';
+    elsif ch = ',' then
+      path := path || case when quoted then token else lower(btrim(token)) end;
+      token := '';
+      quoted := false;
+    elsif not (quoted and ch ~ '\s') then
+      token := token || ch;
+    end if;
+    i := i + 1;
+  end loop;
+  return path || case when quoted then token else lower(btrim(token)) end;
+end;
+$$;
+
+-- Rule 5: a pinned search_path in which no one but the function's owner can plant objects.
+-- Returns null when safe, else what is wrong. "$user" is the schema named after the owner (the
+-- user inside a security definer function); a schema that does not exist is refused, since
+-- whoever creates it first decides what is in it.
 create function code.search_path_problem(config text[], owner_oid oid)
   returns text
   language plpgsql
@@ -75,10 +122,11 @@ create function code.search_path_problem(config text[], owner_oid oid)
   set search_path = pg_catalog, pg_temp
 as $$
 declare
-  setting text;
-  path    text[];
+  setting     text;
+  path        text[];
   schema_name text;
-  position integer := 0;
+  position    integer := 0;
+  schema_oid  oid;
 begin
   if exists (select from unnest(config) c where c ~* '^(role|session_authorization|statement_timeout)=') then
     return 'it sets role, session_authorization or statement_timeout';
@@ -87,27 +135,38 @@ begin
   if setting is null then
     return 'it does not pin search_path (add SET search_path = <schemas>, pg_temp)';
   end if;
-  path := array(select btrim(btrim(p), '"') from unnest(string_to_array(substr(setting, 13), ',')) p);
+  path := code.search_path_schemas(substr(setting, 13));
   if path = array['pg_catalog', 'pg_temp'] or path = array['pg_catalog'] then
     return null;  -- the common, safe case, without catalog reads
   end if;
   foreach schema_name in array path loop
     position := position + 1;
-    if schema_name = 'pg_temp' and position < cardinality(path) then
-      return 'pg_temp is in its search_path before other schemas (put it last)';
+    if schema_name ~ '^pg_temp' then
+      if position < cardinality(path) then
+        return 'pg_temp is in its search_path before other schemas (put it last)';
+      end if;
+      continue;
     end if;
-    continue when schema_name in ('pg_catalog', 'pg_temp', '$user', '');
+    continue when schema_name in ('pg_catalog', '');
+    if schema_name = '$user' then
+      schema_name := (select rolname from pg_roles where oid = owner_oid);
+    end if;
+    schema_oid := (select n.oid from pg_namespace n where n.nspname = schema_name);
+    if schema_oid is null then
+      return format('schema %s in its search_path does not exist (whoever creates it could plant objects there)',
+                    quote_ident(schema_name));
+    end if;
     if exists (
       select
         from pg_namespace n,
              aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
-       where n.nspname = schema_name
+       where n.oid = schema_oid
          and a.privilege_type = 'CREATE'
          and a.grantee <> owner_oid
          and (a.grantee = 0 or not pg_has_role(a.grantee, owner_oid, 'USAGE'))
     ) or exists (
       select from pg_namespace n
-       where n.nspname = schema_name and n.nspowner <> owner_oid and not pg_has_role(n.nspowner, owner_oid, 'USAGE')
+       where n.oid = schema_oid and n.nspowner <> owner_oid and not pg_has_role(n.nspowner, owner_oid, 'USAGE')
     ) then
       return format('schema %s in its search_path can be written by roles other than its owner', quote_ident(schema_name));
     end if;
@@ -246,8 +305,8 @@ begin
   end if;
   -- Rule 3.
   if f.prokind <> 'f' then
-    return code.refuse('function_not_eligible', 3, format('%s is a %s, not a function', function_signature,
-                       case f.prokind when 'p' then 'procedure' when 'a' then 'aggregate' when 'w' then 'window function' else 'routine' end));
+    return code.refuse('function_not_eligible', 3, format('%s is %s, not a function', function_signature,
+                       case f.prokind when 'p' then 'a procedure' when 'a' then 'an aggregate' when 'w' then 'a window function' else 'a routine' end));
   end if;
   if not f.prosecdef then
     return code.refuse('function_not_eligible', 3, format('%s is not SECURITY DEFINER', function_signature));
