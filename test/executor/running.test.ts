@@ -58,6 +58,15 @@ describe('the executor runs jobs as their owners and records one outcome per run
     expect(job.last_run_at).not.toBeNull();
   });
 
+  test('metrics count runs by status, and observe lateness, duration and claim sizes', async () => {
+    await finishedRuns(db(), await runNow(alice, 'jobs.note(text)', ['for the metrics']));
+    const text = await executor.metrics.registry.metrics();
+    expect(text).toMatch(/hardcron_runs_total\{status="succeeded"\} [1-9]/);
+    expect(text).toMatch(/hardcron_run_lateness_seconds_count [1-9]/);
+    expect(text).toMatch(/hardcron_run_duration_seconds_count [1-9]/);
+    expect(text).toMatch(/hardcron_claim_batch_size_count [1-9]/);
+  });
+
   test('rows_affected counts inserts, updates and deletes of the run; rows_returned counts returned rows', async () => {
     const [affected] = await finishedRuns(db(), await runNow(alice, 'jobs.five_and_three()'));
     expect(affected).toMatchObject({ status: 'succeeded', rows_affected: '8', rows_returned: '1' });
