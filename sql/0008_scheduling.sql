@@ -411,7 +411,7 @@ begin
          next_run_at = case
            when job.enabled then j.next_run_at
            when job.schedule is not null then code.cron_next(code.parse_cron(job.schedule), job.time_zone, now())
-           when job.last_run_at is null then greatest(job.run_at, now())
+           when not exists (select from data.job_runs r where r.job_id = job.id) then greatest(job.run_at, now())
          end,
          updated_at = now()
    where j.id = job.id;

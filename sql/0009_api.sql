@@ -7,9 +7,14 @@ select set_config('role', current_database() || '$api', true);
 
 create view api.jobs with (security_barrier) as
   select j.id, j.name, j.owner, j.function_signature, j.arguments, j.schedule, j.run_at, j.time_zone,
-         j.options, j.enabled, least(j.next_run_at, j.extra_run_at, j.retry_at) as next_run_at, j.last_run_at,
-         j.last_status, j.created_at, j.updated_at
+         j.options, j.enabled, least(j.next_run_at, j.extra_run_at, j.retry_at) as next_run_at,
+         last.started_at as last_run_at, last.status as last_status, j.created_at, j.updated_at
     from data.jobs j
+    left join lateral (
+      -- The newest run (index job_runs_by_job); a skipped or lost run may not have started.
+      select r.status, coalesce(r.started_at, r.finished_at) as started_at
+        from data.job_runs r where r.job_id = j.id order by r.id desc limit 1
+    ) last on true
    where code.caller_has_role(j.owner) or code.caller_has_role(j.function_owner);
 
 create view api.job_runs with (security_barrier) as

@@ -21,7 +21,8 @@ create function code.notify_run(run_id bigint, job_id bigint, status text)
   set search_path = pg_catalog, pg_temp
 as $$
 begin
-  perform pg_notify('hardcron_run_events', json_build_object('run_id', run_id, 'job_id', job_id, 'status', status)::text);
+  -- Built with format: ids are numbers and status one of a closed set, so no escaping is needed.
+  perform pg_notify('hardcron_run_events', format('{"run_id": %s, "job_id": %s, "status": "%s"}', run_id, job_id, status));
 end;
 $$;
 
@@ -79,7 +80,6 @@ begin
   loop
     n := n + 1;
     perform code.notify_run(run.id, run.job_id, 'lost');
-    update data.jobs j set last_status = 'lost' where j.id = run.job_id;
     if run.attempt <= coalesce((select (j.options->>'retries')::integer from data.jobs j where j.id = run.job_id), 0) + 3 then
       perform code.queue_retry(run.job_id, run.scheduled_for, run.attempt + 1);
     end if;
@@ -216,9 +216,7 @@ begin
     returning r.id into new_run;
     continue when new_run is null;  -- this occurrence already has its run
     perform code.notify_run(new_run, job.id, status);
-    if status = 'skipped' then
-      update data.jobs j set last_status = 'skipped' where j.id = job.id;
-    else
+    if status = 'running' then
       run_id := new_run;
       job_id := job.id;
       timeout_ms := ceil(extract(epoch from timeout) * 1000)::integer;
@@ -297,7 +295,8 @@ create function code.finish_run(
   set search_path = pg_catalog, pg_temp
 as $$
 declare
-  run data.job_runs;
+  run     data.job_runs;
+  retries integer;
 begin
   update data.job_runs r
      set status = finish_run.status, started_at = finish_run.started_at, finished_at = clock_timestamp(),
@@ -310,10 +309,11 @@ begin
   if run.id is null then
     perform code.fail('HC303', format('run %s is no longer running here (its lease expired)', finish_run.run_id));
   end if;
-  update data.jobs j set last_status = run.status, last_run_at = run.started_at where j.id = run.job_id;
-  if run.status in ('failed', 'timed_out')
-     and run.attempt <= coalesce((select (j.options->>'retries')::integer from data.jobs j where j.id = run.job_id), 0) then
-    perform code.queue_retry(run.job_id, run.scheduled_for, run.attempt + 1);
+  if run.status in ('failed', 'timed_out') then
+    select (j.options->>'retries')::integer into retries from data.jobs j where j.id = run.job_id;
+    if run.attempt <= coalesce(retries, 0) then
+      perform code.queue_retry(run.job_id, run.scheduled_for, run.attempt + 1);
+    end if;
   end if;
   perform code.notify_run(run.id, run.job_id, run.status);
 end;
@@ -442,11 +442,11 @@ begin
     begin
       -- The previous run of this transaction left its "after" here (see below); else measure.
       before := coalesce(nullif(current_setting('hardcron.tuples_changed', true), '')::bigint, executor.tuples_changed());
-      execute format('set local role %I', plan.owner);
+      perform set_config('role', plan.owner, true);  -- SET LOCAL ROLE, without building SQL
       execute plan.call_sql into returned using plan.arguments;
       -- Deferred triggers fire now, as the owner, not later at COMMIT as the executor.
       set constraints all immediate;
-      set local role none;
+      perform set_config('role', 'none', true);
       status := 'succeeded';
       after := executor.tuples_changed();
       perform executor.finish_run(run_id, status, plan.started_at, returned, after - before);
