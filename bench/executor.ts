@@ -15,7 +15,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { pino } from 'pino';
@@ -25,8 +25,9 @@ import { parseDatabaseUrl, withDatabase } from '../server/db/targets.ts';
 import { Executor } from '../server/executor/executor.ts';
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 10_000);
-const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);
-const BATCH = Number(process.env.BENCH_BATCH ?? 200);
+// One connection per core did best on the 2-core machines (more only adds contention).
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? availableParallelism());
+const BATCH = Number(process.env.BENCH_BATCH ?? 500);
 const STEADY_RATE = 500;
 const STEADY_SECONDS = Number(process.env.BENCH_STEADY_SECONDS ?? 10);
 
