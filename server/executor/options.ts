@@ -32,6 +32,7 @@ export type ResolvedExecutorOptions = Required<Omit<ExecutorOptions, 'logger' | 
 
 export function resolveExecutorOptions(options: ExecutorOptions): ResolvedExecutorOptions {
   return {
+    ...options,
     executorId: options.executorId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
     concurrency: options.concurrency ?? 2,
     batchSize: options.batchSize ?? 100,
@@ -40,6 +41,5 @@ export function resolveExecutorOptions(options: ExecutorOptions): ResolvedExecut
     leaseSeconds: options.leaseSeconds ?? 30,
     shutdownGraceMs: options.shutdownGraceMs ?? 10_000,
     cancelMarginMs: options.cancelMarginMs ?? 5_000,
-    ...options,
   };
 }
