@@ -152,6 +152,9 @@ begin
     select * from data.jobs j
      where (j.next_run_at is not null or j.extra_run_at is not null or j.retry_at is not null)
        and least(j.next_run_at, j.extra_run_at, j.retry_at) <= now()
+       -- overlap 'queue': not while a run is running (and not taking a place in the batch)
+       and not (j.options->>'overlap' = 'queue'
+                and exists (select from data.job_runs r where r.job_id = j.id and r.status = 'running'))
      order by least(j.next_run_at, j.extra_run_at, j.retry_at), j.id
      limit max_runs
      for update skip locked
@@ -196,10 +199,6 @@ begin
     if skip_reason is null and job.options->>'overlap' = 'skip'
        and exists (select from data.job_runs r where r.job_id = job.id and r.status = 'running') then
       skip_reason := 'overlap';
-    end if;
-    if skip_reason is null and job.options->>'overlap' = 'queue'
-       and exists (select from data.job_runs r where r.job_id = job.id and r.status = 'running') then
-      continue;  -- stays due; claimed once the running one has finished
     end if;
 
     update data.jobs j

@@ -114,6 +114,23 @@ describe('missed runs, overlap, retries and events', () => {
     expect(runs.every((run) => run.status !== 'skipped')).toBe(true);
   });
 
+  test("overlap 'queue': a due occurrence waits for the running one, nothing is skipped, runs never overlap", async () => {
+    const id = (
+      await alice.query<{ id: string }>(
+        `select id from api.schedule_job('pol.nap(float8)', '[1.2]', schedule => '* * * * * *', options => '{"overlap": "queue"}')`,
+      )
+    ).rows[0]?.id as string;
+    await finishedRuns(db(), id, 3);
+    await alice.query('select api.pause_job($1)', [id]);
+    await waitFor(db(), `select count(*) = 0 as done from data.job_runs where job_id = $1 and status = 'running'`, [id]);
+    const runs = await runsOf(id);
+    expect(runs.filter((run) => run.status === 'skipped')).toEqual([]);
+    const done = runs.filter((run) => run.status === 'succeeded');
+    for (const [a, b] of done.slice(1).map((run, i) => [done[i] as Run, run] as const)) {
+      expect(b.started_at!.getTime()).toBeGreaterThanOrEqual(a.finished_at!.getTime());
+    }
+  });
+
   test('retries: a failing job is tried again with exponential backoff, then gives up', async () => {
     const id = await runNow(alice, 'pol.fail()', [], { retries: 2, retry_delay_seconds: 0.2 });
     const runs = (await finishedRuns(db(), id, 3)) as unknown as Run[];
