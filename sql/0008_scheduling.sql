@@ -5,7 +5,7 @@
 --   HC204 caller not eligible      HC205 arguments invalid         HC206 cron expression invalid
 --   HC207 time zone unknown        HC208 schedule/run_at invalid   HC209 value too large
 --   HC210 options invalid          HC211 job not found             HC212 job not yours to change
---   HC214 name invalid
+--   HC214 name invalid             HC215 too many jobs for one owner
 
 select set_config('role', current_database() || '$code', true);
 
@@ -287,6 +287,25 @@ begin
 end;
 $$;
 
+-- One role owns at most 10,000 jobs: a job that schedules jobs (as its owner may) cannot grow
+-- without bound. Serialised per owner, so concurrent calls cannot overshoot.
+create function code.require_room_for_job(owner text)
+  returns void
+  language plpgsql
+  volatile
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  most constant integer := 10000;
+begin
+  perform pg_advisory_xact_lock(hashtext('hardcron jobs of ' || owner));
+  if (select count(*) from (select from data.jobs j where j.owner = require_room_for_job.owner limit most) x) >= most then
+    perform code.fail('HC215', format('role %s already owns %s jobs, the most one role may own', quote_ident(owner), most),
+                      'Unschedule jobs that are no longer needed.');
+  end if;
+end;
+$$;
+
 create function code.schedule_job(
   function_signature text, arguments jsonb, schedule text, run_at timestamptz,
   name text, time_zone text, options jsonb)
@@ -310,6 +329,7 @@ begin
   perform code.require_eligible(verdict, signature);
   zone := code.require_time_zone(time_zone);
   next_at := code.first_run_at(schedule, run_at, zone, now());
+  perform code.require_room_for_job(caller);
 
   insert into data.jobs (name, owner, function_signature, function_owner, arguments, schedule, run_at,
                          time_zone, options, next_run_at)
