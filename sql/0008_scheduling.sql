@@ -258,7 +258,7 @@ begin
   end if;
   next_at := code.cron_next(code.parse_cron(schedule), time_zone, after);
   if next_at is null then
-    perform code.fail('HC206', format('invalid cron expression %s: it never fires', quote_literal(schedule)));
+    perform code.cron_error(schedule, 'it never fires');
   end if;
   return next_at;
 end;

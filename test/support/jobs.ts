@@ -49,19 +49,40 @@ export async function createBilling(db: TestDatabase): Promise<void> {
       language sql as $$ insert into billing.closed (day) values (day) returning 1 $$`);
 }
 
+/** Runs `sql` (several statements allowed) as the admin in one transaction, rolled back on error. */
+export async function transaction(db: TestDatabase, sql: string): Promise<void> {
+  await db.admin.query('begin');
+  try {
+    await db.admin.query(sql);
+    await db.admin.query('commit');
+  } catch (error) {
+    await db.admin.query('rollback');
+    throw error;
+  }
+}
+
+/** `set local role` to a local role, as SQL text. */
+export function setLocalRole(db: TestDatabase, nickname: string): string {
+  return `set local role ${db.admin.escapeIdentifier(db.role(nickname))}`;
+}
+
+/** Creates (or re-creates) the owner role $<nickname> through mgr.re_create_role as $mgr, then runs `setup` as it. */
+export async function createOwnerRole(db: TestDatabase, nickname: string, setup = ''): Promise<void> {
+  await transaction(
+    db,
+    `${setLocalRole(db, 'mgr')};
+     call mgr.re_create_role(${db.admin.escapeLiteral(nickname)}, null, true);
+     ${setLocalRole(db, nickname)};
+     ${setup}`,
+  );
+}
+
 /**
  * Creates the owner role $<nickname> (as $mgr, through mgr.re_create_role) with a schema of the
  * same name, then runs `body` as that role: the way job functions come to exist.
  */
 export async function createOwner(db: TestDatabase, nickname: string, body: string): Promise<void> {
-  const { admin, role } = db;
-  await admin.query(`begin;
-    set local role "${role('mgr')}";
-    call mgr.re_create_role('${nickname}', null, true);
-    set local role "${role(nickname)}";
-    create schema ${nickname};
-    ${body};
-    commit`);
+  await createOwnerRole(db, nickname, `create schema ${nickname}; ${body}`);
 }
 
 export async function countRows(db: TestDatabase, table: string): Promise<number> {

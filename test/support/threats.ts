@@ -6,9 +6,9 @@
  */
 import type pg from 'pg';
 import type { TestDatabase } from './database.ts';
-import type { JobRow } from './jobs.ts';
+import { setLocalRole, transaction, type JobRow } from './jobs.ts';
 
-export { failureOf, type Failure, type JobRow } from './jobs.ts';
+export { createOwnerRole, failureOf, setLocalRole, transaction, type Failure, type JobRow } from './jobs.ts';
 
 /** What code.check_eligibility says about a stored job. */
 export interface Verdict {
@@ -34,34 +34,6 @@ export interface RunRow {
   error_detail: string | null;
   error_hint: string | null;
   error_context: string | null;
-}
-
-/** Runs `sql` (several statements allowed) as the admin in one transaction, rolled back on error. */
-export async function transaction(db: TestDatabase, sql: string): Promise<void> {
-  await db.admin.query('begin');
-  try {
-    await db.admin.query(sql);
-    await db.admin.query('commit');
-  } catch (error) {
-    await db.admin.query('rollback');
-    throw error;
-  }
-}
-
-/** `set local role` to a local role, as SQL text. */
-export function setLocalRole(db: TestDatabase, nickname: string): string {
-  return `set local role ${db.admin.escapeIdentifier(db.role(nickname))}`;
-}
-
-/** Creates (or re-creates) the owner role $<nickname> through mgr.re_create_role as $mgr, then runs `setup` as it. */
-export async function createOwnerRole(db: TestDatabase, nickname: string, setup = ''): Promise<void> {
-  await transaction(
-    db,
-    `${setLocalRole(db, 'mgr')};
-     call mgr.re_create_role(${db.admin.escapeLiteral(nickname)}, null, true);
-     ${setLocalRole(db, nickname)};
-     ${setup}`,
-  );
 }
 
 /** Runs `sql` as the admin, in a transaction, with `set local role` to the local role $<nickname>. */
