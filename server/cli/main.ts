@@ -3,10 +3,12 @@ import { HardcronError } from '../errors.ts';
 import type { Command } from './command.ts';
 import { executorCommand } from './executor.ts';
 import { migrateCommand } from './migrate.ts';
+import { serverCommand } from './server.ts';
 
 const commands: Readonly<Record<string, Command>> = {
   migrate: migrateCommand,
   executor: executorCommand,
+  server: serverCommand,
 };
 
 function usage(): string {

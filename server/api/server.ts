@@ -1,0 +1,154 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import pg from 'pg';
+import { postgraphile, type PostGraphileInstance } from 'postgraphile';
+import { grafserv } from 'postgraphile/grafserv/express/v4';
+import { ConfigError, DatabaseTargetError } from '../errors.ts';
+import { redactUrl } from '../db/targets.ts';
+import type { Logger } from '../logger.ts';
+import { AuthError, createTokenVerifier, type AuthOptions } from './auth.ts';
+import { requestIds } from './errors.ts';
+import { makePreset } from './graphile.config.ts';
+import { DEFAULT_QUERY_LIMITS, type QueryLimits } from './guards.ts';
+import { RequestIdentities } from './identity.ts';
+import { UserDirectory } from './users.ts';
+
+export interface GraphQLServerOptions {
+  /** Logs in as the database's $authenticator (never a superuser). */
+  readonly connectionString: string;
+  readonly auth: AuthOptions;
+  readonly logger: Logger;
+  /** Default 5678; 0 picks a free port. */
+  readonly port?: number;
+  /** Default 127.0.0.1. */
+  readonly host?: string;
+  /** Connections in the pool (default 10). */
+  readonly poolSize?: number;
+  /** Largest request body in bytes (default 100,000). */
+  readonly maxRequestBytes?: number;
+  readonly limits?: Partial<QueryLimits>;
+}
+
+export interface RunningGraphQLServer {
+  /** Base URL, e.g. http://127.0.0.1:5678 (GraphiQL at /, GraphQL at /graphql). */
+  readonly url: string;
+  readonly database: string;
+  readonly pgl: PostGraphileInstance;
+  stop(): Promise<void>;
+}
+
+/** Starts the GraphQL server: express 5, grafserv, PostGraphile over schema api. */
+export async function startGraphQLServer(options: GraphQLServerOptions): Promise<RunningGraphQLServer> {
+  const { logger } = options;
+  const pool = new pg.Pool({ connectionString: options.connectionString, max: options.poolSize ?? 10, application_name: 'hardcron server' });
+  pool.on('error', (error) => logger.warn({ err: error }, 'an idle database connection failed'));
+  try {
+    const database = await checkLoginRole(pool, options.connectionString);
+    const identities = new RequestIdentities(createTokenVerifier(options.auth, database), new UserDirectory(pool));
+    const pgl = postgraphile(
+      makePreset({
+        pool,
+        database,
+        identities,
+        limits: { ...DEFAULT_QUERY_LIMITS, ...options.limits },
+        maxRequestBytes: options.maxRequestBytes ?? 100_000,
+        logger,
+      }),
+    );
+    const serv = pgl.createServ(grafserv);
+    const app = express();
+    app.disable('x-powered-by');
+    app.use(assignRequestId);
+    app.get('/healthz', (_req, res) => {
+      res.json({ status: 'ok' });
+    });
+    app.get('/readyz', (_req, res) => {
+      pool.query('select 1').then(
+        () => res.json({ status: 'ready' }),
+        () => res.status(503).json({ status: 'unready' }),
+      );
+    });
+    app.use('/graphql', authenticate(identities, logger));
+    const server = createServer(app);
+    await serv.addTo(app, server);
+    await pgl.getSchema(); // fail at start-up, not at the first request
+    await listen(server, options.port ?? 5678, options.host ?? '127.0.0.1');
+    const address = server.address() as AddressInfo;
+    const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+    logger.info({ url, database }, 'GraphQL server listening');
+    return {
+      url,
+      database,
+      pgl,
+      async stop() {
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await pgl.release(); // releases grafserv too
+        await pool.end();
+      },
+    };
+  } catch (error) {
+    await pool.end().catch(() => {});
+    throw error;
+  }
+}
+
+/** The database name, after refusing a superuser login (the server must not run as one). */
+async function checkLoginRole(pool: pg.Pool, connectionString: string): Promise<string> {
+  let row: { database: string; rolsuper: boolean; rolname: string } | undefined;
+  try {
+    const { rows } = await pool.query<{ database: string; rolsuper: boolean; rolname: string }>(
+      'select current_database() as database, r.rolsuper, r.rolname from pg_catalog.pg_roles r where r.rolname = current_user',
+    );
+    row = rows[0];
+  } catch (error) {
+    throw new DatabaseTargetError('HC_CONNECT', `cannot connect to ${redactUrl(connectionString)}: ${(error as Error).message}`, { cause: error });
+  }
+  if (!row) throw new DatabaseTargetError('HC_CONNECT', 'the login role is not visible in pg_roles');
+  if (row.rolsuper) {
+    throw new ConfigError('HC_SUPERUSER_REFUSED', `the server logs in as superuser ${row.rolname}: use the database's $authenticator role`);
+  }
+  if (row.rolname !== `${row.database}$authenticator`) {
+    throw new ConfigError('HC_CONFIG_INVALID', `the server must log in as ${row.database}$authenticator, not ${row.rolname}`);
+  }
+  return row.database;
+}
+
+function assignRequestId(req: Request, res: Response, next: NextFunction): void {
+  const requestId = randomUUID();
+  res.setHeader('x-request-id', requestId);
+  requestIds.run(requestId, next);
+}
+
+/**
+ * Verifies the bearer token of every GraphQL HTTP request before grafserv sees it: a bad token
+ * is a 401 with a GraphQL error body, and nothing reaches PostgreSQL.
+ */
+function authenticate(identities: RequestIdentities, logger: Logger) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    identities.authenticateHttp(req).then(
+      () => next(),
+      (error: unknown) => {
+        if (error instanceof AuthError) {
+          res.status(401).setHeader('www-authenticate', 'Bearer error="invalid_token"');
+          res.json({ errors: [{ message: error.message, extensions: { code: error.code } }] });
+          return;
+        }
+        logger.error({ err: error, requestId: res.getHeader('x-request-id') }, 'token check failed');
+        res.status(503).json({ errors: [{ message: 'the server cannot check tokens right now', extensions: { code: 'HC_UNAVAILABLE' } }] });
+      },
+    );
+  };
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
