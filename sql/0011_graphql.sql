@@ -44,13 +44,13 @@ comment on column api.job_runs.reject_reason is 'Why the executor refused to cal
 comment on column api.job_runs.executor_id is 'The executor that ran it.';
 
 comment on function api.schedule_job(text, jsonb, text, timestamptz, text, text, jsonb) is
-  'Schedules a call of a security definer function: a cron schedule or a one-off run_at, exactly one of them.';
+  E'@resultFieldName job\nSchedules a call of a security definer function: a cron schedule or a one-off run_at, exactly one of them.';
 comment on function api.update_job(bigint, text, jsonb, text, timestamptz, text, text, jsonb) is
-  'Changes a job; null fields stay as they are. Checked like scheduling.';
-comment on function api.pause_job(bigint) is 'Stops a job from running until it is resumed.';
-comment on function api.resume_job(bigint) is 'Lets a paused job run again from its next occurrence.';
-comment on function api.run_job_now(bigint) is 'Adds one extra occurrence, due now.';
-comment on function api.unschedule_job(bigint) is 'Deletes a job; its run history stays.';
+  E'@resultFieldName job\nChanges a job; null fields stay as they are. Checked like scheduling.';
+comment on function api.pause_job(bigint) is E'@resultFieldName job\nStops a job from running until it is resumed.';
+comment on function api.resume_job(bigint) is E'@resultFieldName job\nLets a paused job run again from its next occurrence.';
+comment on function api.run_job_now(bigint) is E'@resultFieldName job\nAdds one extra occurrence, due now.';
+comment on function api.unschedule_job(bigint) is E'@resultFieldName unscheduled\nDeletes a job; its run history stays.';
 
 reset role;
 

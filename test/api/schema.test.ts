@@ -1,0 +1,63 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { buildSchema, isObjectType, type GraphQLSchema } from 'postgraphile/graphql';
+import type { RunningGraphQLServer } from '../../server/api/server.ts';
+import { printedSchema } from '../../server/api/schema.ts';
+import { useTestDatabase } from '../support/database.ts';
+import { data, startTestServer } from '../support/server.ts';
+
+const SNAPSHOT = fileURLToPath(new URL('../../graphql/schema.graphql', import.meta.url));
+
+/**
+ * The schema is the hard shell: built as $client sees schema api, so it has the views and shims
+ * of api and nothing derived from code, data, mgr or the executor's schema. Set
+ * UPDATE_SCHEMA_SNAPSHOT=1 to rewrite graphql/schema.graphql after an intended change.
+ */
+describe('the GraphQL schema', () => {
+  const db = useTestDatabase();
+  let server: RunningGraphQLServer;
+  let printed: string;
+  let schema: GraphQLSchema;
+
+  beforeAll(async () => {
+    server = await startTestServer(db());
+    printed = await printedSchema(server.pgl);
+    schema = buildSchema(printed);
+    if (process.env.UPDATE_SCHEMA_SNAPSHOT) writeFileSync(SNAPSHOT, printed);
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  test('equals graphql/schema.graphql (UPDATE_SCHEMA_SNAPSHOT=1 rewrites it)', () => {
+    expect(printed).toBe(readFileSync(SNAPSHOT, 'utf8'));
+  });
+
+  test('has the root fields of the specification, and no others', () => {
+    const fields = (type: string): string[] => {
+      const t = schema.getType(type);
+      return isObjectType(t) ? Object.keys(t.getFields()).sort() : [];
+    };
+    expect(fields('Query')).toEqual(['job', 'jobRun', 'jobRuns', 'jobs']);
+    expect(fields('Mutation')).toEqual(['pauseJob', 'resumeJob', 'runJobNow', 'scheduleJob', 'unscheduleJob', 'updateJob']);
+    expect(fields('Subscription')).toEqual(['jobRunEvents']);
+  });
+
+  test('holds nothing derived from code, data, mgr, executor or migrations', async () => {
+    // Names PostGraphile would give to what those schemas hold, were they exposed.
+    const forbidden = /^(addUser|removeUser|reCreateRole|grantPriv|revokeAllFromPublic|localRoleName|lockFunctionDefinition|checkEligibility|requireEligible|resolveFunction|claimRuns|finishRun|startRun|run|release|renewLease|renewExecutorLease|expireLeases|catchUp|nextDueAt|parseCron|cronNext|caller|callerHasRole|notifyRun|queueRetry|tuplesChanged|executors?|timeZones|timeZonesConnection|appliedMigrations?|migrations?|fail|jobOptions)$/i;
+    const names = Object.values(schema.getTypeMap()).flatMap((type) => [
+      type.name,
+      ...(isObjectType(type) ? Object.values(type.getFields()).flatMap((field) => [field.name, ...field.args.map((arg) => arg.name)]) : []),
+    ]);
+    expect(names.filter((name) => forbidden.test(name))).toEqual([]);
+    // Every object type is a view of api, a connection/edge/payload of one, or GraphQL's own.
+    const own = Object.keys(schema.getTypeMap()).filter((name) => !name.startsWith('__'));
+    const allowed = /^(Query|Mutation|Subscription|Job|JobRun|Jobs?Connection|JobRunsConnection|JobsEdge|JobEdge|JobRunsEdge|JobRunEdge|JobCondition|JobRunCondition|JobOrderBy|JobRunOrderBy|JobsOrderBy|JobRunsOrderBy|PageInfo|Cursor|BigInt|Datetime|JSON|Boolean|String|Int|Float|ID|(Schedule|Update|Pause|Resume|RunNow|RunJobNow|Unschedule)Job(Input|Payload)?|(Schedule|Update|Pause|Resume|Unschedule)JobInput|(Schedule|Update|Pause|Resume|Unschedule)JobPayload)$/;
+    expect(own.filter((name) => !allowed.test(name))).toEqual([]);
+    // The introspection a client gets is the same schema.
+    const { __schema } = await data<{ __schema: { types: Array<{ name: string }> } }>(server, '{ __schema { types { name } } }');
+    expect(__schema.types.map((t) => t.name).filter((n) => !n.startsWith('__')).sort()).toEqual(own.sort());
+  });
+});
