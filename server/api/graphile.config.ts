@@ -1,6 +1,6 @@
 import { PgSimplifyInflectionPreset } from '@graphile/simplify-inflection';
 import type pg from 'pg';
-import { makePgService } from 'postgraphile/adaptors/pg';
+import { makePgService, type PgSubscriber } from 'postgraphile/adaptors/pg';
 import { PostGraphileAmberPreset } from 'postgraphile/presets/amber';
 import type { Logger } from '../logger.ts';
 import { makeMaskError } from './errors.ts';
@@ -11,6 +11,8 @@ import { RunEventsPlugin } from './run-events.ts';
 export interface PresetOptions {
   /** Pool of $authenticator connections. */
   readonly pool: pg.Pool;
+  /** LISTENs for run events on one connection of the pool (released by the server). */
+  readonly pgSubscriber: PgSubscriber;
   /** current_database(), read once at start-up: role names are `<database>$<nickname>`. */
   readonly database: string;
   readonly identities: RequestIdentities;
@@ -50,8 +52,8 @@ export function makePreset(options: PresetOptions): GraphileConfig.Preset {
     pgServices: [
       makePgService({
         pool,
+        pgSubscriber: options.pgSubscriber,
         schemas: ['api'],
-        pubsub: true,
         pgSettingsForIntrospection: { role: `${database}$client` },
       }),
     ],

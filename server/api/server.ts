@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import pg from 'pg';
 import { postgraphile, type PostGraphileInstance } from 'postgraphile';
+import { PgSubscriber } from 'postgraphile/adaptors/pg';
 import { grafserv } from 'postgraphile/grafserv/express/v4';
 import { ConfigError, DatabaseTargetError } from '../errors.ts';
 import { redactUrl } from '../db/targets.ts';
@@ -44,12 +45,14 @@ export async function startGraphQLServer(options: GraphQLServerOptions): Promise
   const { logger } = options;
   const pool = new pg.Pool({ connectionString: options.connectionString, max: options.poolSize ?? 10, application_name: 'hardcron server' });
   pool.on('error', (error) => logger.warn({ err: error }, 'an idle database connection failed'));
+  const pgSubscriber = new PgSubscriber(pool);
   try {
     const database = await checkLoginRole(pool, options.connectionString);
     const identities = new RequestIdentities(createTokenVerifier(options.auth, database), new UserDirectory(pool));
     const pgl = postgraphile(
       makePreset({
         pool,
+        pgSubscriber,
         database,
         identities,
         limits: { ...DEFAULT_QUERY_LIMITS, ...options.limits },
@@ -72,6 +75,12 @@ export async function startGraphQLServer(options: GraphQLServerOptions): Promise
     });
     app.use('/graphql', authenticate(identities, logger));
     const server = createServer(app);
+    // Upgraded (websocket) connections are not closed by server.close(): track every socket.
+    const sockets = new Set<Socket>();
+    server.on('connection', (socket: Socket) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+    });
     await serv.addTo(app, server);
     await pgl.getSchema(); // fail at start-up, not at the first request
     await listen(server, options.port ?? 5678, options.host ?? '127.0.0.1');
@@ -83,13 +92,20 @@ export async function startGraphQLServer(options: GraphQLServerOptions): Promise
       database,
       pgl,
       async stop() {
-        server.closeAllConnections();
-        await new Promise<void>((resolve) => server.close(() => resolve()));
-        await pgl.release(); // releases grafserv too
+        logger.debug('stopping: closing connections');
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        for (const socket of sockets) socket.destroy();
+        await closed;
+        logger.debug('stopping: releasing PostGraphile');
+        await pgl.release(); // releases grafserv too, but not the database service
+        pgSubscriber.release();
+        logger.debug('stopping: closing the pool');
         await pool.end();
+        logger.info('GraphQL server stopped');
       },
     };
   } catch (error) {
+    pgSubscriber.release();
     await pool.end().catch(() => {});
     throw error;
   }
