@@ -275,11 +275,15 @@ type Figures = {
   requests: number;
   concurrency: number;
   seconds: number;
+  /** CPU time of this Node process (server and load generator) per request, and per second of wall time. */
+  node_cpu_ms_per_request: number;
+  node_cpu_share: number;
 };
 
 /** CONCURRENCY loops, each issuing the next request when its last one answered, for `seconds`. */
 async function run(work: () => Promise<unknown>, seconds: number): Promise<Figures> {
   const latencies: number[] = [];
+  const cpu = process.cpuUsage();
   const started = performance.now();
   const deadline = started + seconds * 1000;
   await Promise.all(
@@ -292,6 +296,8 @@ async function run(work: () => Promise<unknown>, seconds: number): Promise<Figur
     }),
   );
   const elapsed = (performance.now() - started) / 1000;
+  const { user, system } = process.cpuUsage(cpu);
+  const cpuMs = (user + system) / 1000;
   latencies.sort((a, b) => a - b);
   const at = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
   return {
@@ -301,6 +307,8 @@ async function run(work: () => Promise<unknown>, seconds: number): Promise<Figur
     requests: latencies.length,
     concurrency: CONCURRENCY,
     seconds: round(elapsed, 2),
+    node_cpu_ms_per_request: round(cpuMs / latencies.length, 3),
+    node_cpu_share: round(cpuMs / 1000 / elapsed, 2),
   };
 }
 
