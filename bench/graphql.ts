@@ -29,9 +29,15 @@ import { startEmbeddedCluster } from '../server/db/embedded.ts';
 import { migrate } from '../server/db/migrate.ts';
 import { parseDatabaseUrl, withDatabase } from '../server/db/targets.ts';
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
-const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 2);
-const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
+function setting(name: string, fallback: number, integer = false): number {
+  const value = Number(process.env[name] ?? fallback);
+  if (!(value > 0) || (integer && !Number.isInteger(value))) throw new Error(`${name} must be a positive ${integer ? 'integer' : 'number'}`);
+  return value;
+}
+
+const SECONDS = setting('BENCH_SECONDS', 10);
+const WARMUP_SECONDS = setting('BENCH_WARMUP_SECONDS', 2);
+const CONCURRENCY = setting('BENCH_CONCURRENCY', 8, true);
 const ALICE_JOBS = 20;
 const BOB_JOBS = 200;
 const RUNS_PER_JOB = 8;

@@ -4,11 +4,13 @@ import type { Command } from './command.ts';
 import { executorCommand } from './executor.ts';
 import { migrateCommand } from './migrate.ts';
 import { serverCommand } from './server.ts';
+import { tokenCommand } from './token.ts';
 
 const commands: Readonly<Record<string, Command>> = {
   migrate: migrateCommand,
   executor: executorCommand,
   server: serverCommand,
+  token: tokenCommand,
 };
 
 function usage(): string {
