@@ -13,8 +13,9 @@
  *    the claims as `request.jwt.claims`, one prepared query over api.jobs / api.job_runs
  *    returning the same data as JSON text (JSON.parse'd), `commit`.
  * Both run BENCH_CONCURRENCY requests at a time (default 8) for BENCH_SECONDS each (default 10),
- * after a warm-up of BENCH_WARMUP_SECONDS (default 2) each. The GraphQL server and the load
- * generator share this Node process; PostgreSQL runs beside it.
+ * after a warm-up of BENCH_WARMUP_SECONDS (default 2) each; before that, both must return the
+ * same job and run ids. The GraphQL server and the load generator share this Node process
+ * (node_cpu_ms_per_request is that process's CPU time per request); PostgreSQL runs beside it.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp } from 'node:fs/promises';

@@ -2,7 +2,7 @@ import { costLimitRule } from '@escape.tech/graphql-armor-cost-limit';
 import { maxAliasesRule } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
 import { maxDirectivesRule } from '@escape.tech/graphql-armor-max-directives';
-import type { GraphQLError, ValidationRule } from 'postgraphile/graphql';
+import { GraphQLError, type ValidationRule } from 'postgraphile/graphql';
 import type { RequestIdentities } from './identity.ts';
 
 /** Limits on a GraphQL document, checked during validation, before anything is planned or run. */
@@ -11,13 +11,13 @@ export interface QueryLimits {
   readonly maxDepth: number;
   /** Aliases in one document (default 20). */
   readonly maxAliases: number;
-  /** GraphQL Armor's cost estimate (default 5,000). */
+  /** GraphQL Armor's cost estimate (default 15,000: jobs with every field and their runs with every field cost about 10,500). */
   readonly maxCost: number;
   /** Directives in one document (default 20). */
   readonly maxDirectives: number;
 }
 
-export const DEFAULT_QUERY_LIMITS: QueryLimits = { maxDepth: 10, maxAliases: 20, maxCost: 5000, maxDirectives: 20 };
+export const DEFAULT_QUERY_LIMITS: QueryLimits = { maxDepth: 10, maxAliases: 20, maxCost: 15_000, maxDirectives: 20 };
 
 /**
  * GraphQL Armor's validation rules (depth, aliases, cost, directives), and no field suggestions
@@ -26,11 +26,14 @@ export const DEFAULT_QUERY_LIMITS: QueryLimits = { maxDepth: 10, maxAliases: 20,
  * that is a batch (a JSON array) is refused by grafserv itself.
  */
 export function makeGuardsPlugin(limits: QueryLimits, identities: RequestIdentities): GraphileConfig.Plugin {
+  // Armor throws on rejection by default, which grafserv answers as an internal error (HTTP
+  // 500); reported instead, a rejection is an ordinary validation error.
+  const reported = { propagateOnRejection: false, onReject: [reportRejection] };
   const rules: ValidationRule[] = [
-    maxDepthRule({ n: limits.maxDepth, ignoreIntrospection: true }),
-    maxAliasesRule({ n: limits.maxAliases }),
-    costLimitRule({ maxCost: limits.maxCost }),
-    maxDirectivesRule({ n: limits.maxDirectives }),
+    maxDepthRule({ n: limits.maxDepth, ignoreIntrospection: true, ...reported }),
+    maxAliasesRule({ n: limits.maxAliases, ...reported }),
+    costLimitRule({ maxCost: limits.maxCost, ...reported }),
+    maxDirectivesRule({ n: limits.maxDirectives, ...reported }),
   ] as unknown as ValidationRule[]; // armor's rules are typed against its own copy of graphql
   return {
     name: 'HardcronGuardsPlugin',
@@ -57,6 +60,11 @@ export function makeGuardsPlugin(limits: QueryLimits, identities: RequestIdentit
       },
     },
   };
+}
+
+function reportRejection(context: { reportError(error: GraphQLError): void } | null, error: GraphQLError): void {
+  // Armor prefixes its messages with "Syntax Error: " although the syntax is fine.
+  context?.reportError(new GraphQLError(error.message.replace(/^Syntax Error: /, '')));
 }
 
 const SUGGESTION = / ?Did you mean .+\?/g;

@@ -51,12 +51,18 @@ describe('guards of the GraphQL server', () => {
     return result;
   }
 
+  /** The HTTP status of an ordinary validation error: the guards' refusals must look the same. */
+  async function validationStatus(): Promise<number> {
+    return (await graphql(server, '{ jobs { nope } }', {}, alice)).status;
+  }
+
   test('a query 50 levels deep is refused before reaching PostgreSQL', async () => {
     let query = 'id';
     for (let level = 0; level < 30; level++) query = level % 2 === 0 ? `job { ${query} }` : `runs { nodes { ${query} } }`;
     query = `{ jobs { nodes { runs { nodes { ${query} } } } } }`;
     expect(query.split('{').length - 1).toBeGreaterThanOrEqual(50);
     const response = await withoutDatabase(() => graphql(server, query, {}, alice));
+    expect(response.status).toBe(await validationStatus());
     expect(response.body.data ?? null).toBeNull();
     expect(response.body.errors?.map((e) => e.message).join(' ')).toMatch(/depth/i);
   });
@@ -64,6 +70,7 @@ describe('guards of the GraphQL server', () => {
   test('a query with 1,000 aliases is refused before reaching PostgreSQL', async () => {
     const query = `{ ${Array.from({ length: 1000 }, (_, i) => `a${i}: jobs { totalCount }`).join(' ')} }`;
     const response = await withoutDatabase(() => graphql(server, query, {}, alice));
+    expect(response.status).toBe(await validationStatus());
     expect(response.body.data ?? null).toBeNull();
     expect(response.body.errors?.map((e) => e.message).join(' ')).toMatch(/alias/i);
   });
@@ -71,10 +78,19 @@ describe('guards of the GraphQL server', () => {
   test('an expensive query (cost) is refused before reaching PostgreSQL', async () => {
     const fields = 'id name owner functionSignature arguments schedule runAt timeZone options enabled nextRunAt lastRunAt lastStatus createdAt updatedAt';
     const runFields = 'id jobId owner scheduledFor startedAt finishedAt status attempt rowsReturned rowsAffected errorSqlstate errorMessage errorDetail errorHint errorContext rejectReason executorId';
-    const query = `{ ${Array.from({ length: 19 }, (_, i) => `a${i}: jobs { nodes { ${fields} runs { nodes { ${runFields} job { ${fields} runs { nodes { ${runFields} } } } } } } }`).join(' ')} }`;
+    const query = `{ ${Array.from({ length: 19 }, (_, i) => `a${i}: jobs { nodes { ${fields} runs { nodes { ${runFields} job { ${fields} runs { nodes { ${runFields} job { ${fields} } } } } } } } }`).join(' ')} }`;
     const response = await withoutDatabase(() => graphql(server, query, {}, alice));
+    expect(response.status).toBe(await validationStatus());
     expect(response.body.data ?? null).toBeNull();
     expect(response.body.errors?.map((e) => e.message).join(' ')).toMatch(/cost/i);
+  });
+
+  test('what a frontend asks for is within the limits: 20 jobs, every field, with their 5 recent runs, every field', async () => {
+    const fields = 'id name owner functionSignature arguments schedule runAt timeZone options enabled nextRunAt lastRunAt lastStatus createdAt updatedAt';
+    const runFields = 'id jobId owner scheduledFor startedAt finishedAt status attempt rowsReturned rowsAffected errorSqlstate errorMessage errorDetail errorHint errorContext rejectReason executorId';
+    const response = await graphql(server, `{ jobs(first: 20) { totalCount nodes { ${fields} runs(first: 5) { nodes { ${runFields} } } } } }`, {}, alice);
+    expect(response.body.errors).toBeUndefined();
+    expect(response.status).toBe(200);
   });
 
   test('batches (a JSON array of operations) and oversized bodies are refused before reaching PostgreSQL', async () => {
