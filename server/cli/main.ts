@@ -2,15 +2,19 @@ import { parseArgs } from 'node:util';
 import { HardcronError } from '../errors.ts';
 import type { Command } from './command.ts';
 import { executorCommand } from './executor.ts';
+import { jobsCommand } from './jobs.ts';
 import { migrateCommand } from './migrate.ts';
 import { serverCommand } from './server.ts';
 import { tokenCommand } from './token.ts';
+import { userCommand } from './user.ts';
 
 const commands: Readonly<Record<string, Command>> = {
   migrate: migrateCommand,
   executor: executorCommand,
   server: serverCommand,
   token: tokenCommand,
+  user: userCommand,
+  jobs: jobsCommand,
 };
 
 function usage(): string {

@@ -1,0 +1,78 @@
+import { parseArgs } from 'node:util';
+import { withAdminTransaction } from '../db/admin.ts';
+import { openAdminTarget } from '../db/targets.ts';
+import { ConfigError } from '../errors.ts';
+import type { Command } from './command.ts';
+
+interface JobLine {
+  id: string;
+  owner: string;
+  name: string | null;
+  function_signature: string;
+  when: string;
+  enabled: boolean;
+  next_run_at: string | null;
+  last_status: string | null;
+  last_run_at: string | null;
+}
+
+export const jobsCommand: Command = {
+  summary: 'list every job with its next run and last status (for an operator)',
+  help: `Usage: hardcron jobs [--limit N]
+
+Prints a table of all jobs of the database (an admin sees every job), newest first.
+
+Target: DATABASE_URL (a superuser URL) when set; otherwise the embedded PostgreSQL kept under
+HARDCRON_DATA_DIR (default .hardcron/).`,
+
+  async run(args) {
+    const { values, positionals } = parseArgs({ args: [...args], options: { limit: { type: 'string', default: '100' } }, allowPositionals: true, strict: true });
+    if (positionals.length > 0) throw new ConfigError('HC_USAGE', 'hardcron jobs takes no arguments');
+    const limit = Number(values.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) throw new ConfigError('HC_CONFIG_INVALID', '--limit must be a whole number from 1 to 100000');
+    const target = await openAdminTarget();
+    let rows: JobLine[];
+    try {
+      rows = await withAdminTransaction(target.adminUrl, null, async (client) =>
+        (await client.query<JobLine>(
+          `select j.id, split_part(j.owner, '$', 2) as owner, j.name, j.function_signature,
+                  coalesce(j.schedule || ' ' || j.time_zone, 'at ' || to_char(j.run_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC') as when,
+                  j.enabled,
+                  to_char(j.next_run_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS') as next_run_at,
+                  j.last_status,
+                  to_char(j.last_run_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS') as last_run_at
+             from api.jobs j order by j.id desc limit $1`,
+          [limit],
+        )).rows,
+      );
+    } finally {
+      await target.stop();
+    }
+    process.stdout.write(`${formatTable(rows)}\n`);
+  },
+};
+
+const COLUMNS: Array<[string, (job: JobLine) => string]> = [
+  ['ID', (j) => j.id],
+  ['OWNER', (j) => j.owner],
+  ['NAME', (j) => j.name ?? ''],
+  ['FUNCTION', (j) => j.function_signature],
+  ['WHEN', (j) => j.when],
+  ['STATE', (j) => (j.enabled ? 'enabled' : 'paused')],
+  ['NEXT RUN (UTC)', (j) => j.next_run_at ?? '-'],
+  ['LAST RUN (UTC)', (j) => j.last_run_at ?? '-'],
+  ['LAST STATUS', (j) => j.last_status ?? '-'],
+];
+
+/** A plain-text table; control characters in names are shown escaped, never printed raw. */
+export function formatTable(jobs: readonly JobLine[]): string {
+  if (jobs.length === 0) return 'no jobs';
+  const cells = jobs.map((job) => COLUMNS.map(([, value]) => printable(value(job))));
+  const widths = COLUMNS.map(([title], i) => Math.max(title.length, ...cells.map((row) => (row[i] as string).length)));
+  const line = (row: readonly string[]): string => row.map((cell, i) => cell.padEnd(widths[i] as number)).join('  ').trimEnd();
+  return [line(COLUMNS.map(([title]) => title)), ...cells.map(line)].join('\n');
+}
+
+function printable(text: string): string {
+  return JSON.stringify(text).slice(1, -1);
+}

@@ -1,0 +1,33 @@
+import type pg from 'pg';
+import { HardcronError } from '../errors.ts';
+import { connectClient } from './connect.ts';
+
+/** An error hardcron's SQL raised on purpose (SQLSTATE HCnnn), or a permission refusal. */
+export class DatabaseError extends HardcronError {}
+
+/**
+ * Runs `work` in one transaction on an admin connection, as the local role `<db>$<asRole>`
+ * when given (e.g. `mgr` for provisioning). hardcron's own SQL errors become DatabaseErrors
+ * with their SQLSTATE as code; the transaction is rolled back on any error.
+ */
+export async function withAdminTransaction<T>(
+  adminUrl: string,
+  asRole: string | null,
+  work: (client: pg.Client) => Promise<T>,
+): Promise<T> {
+  const client = await connectClient(adminUrl, 'hardcron admin');
+  try {
+    await client.query('begin');
+    if (asRole !== null) await client.query(`select set_config('role', current_database() || '$' || $1, true)`, [asRole]);
+    const result = await work(client);
+    await client.query('commit');
+    return result;
+  } catch (error) {
+    await client.query('rollback').catch(() => {});
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === 'string' && /^HC[0-9A-Z]{3}$/.test(code)) throw new DatabaseError(code, (error as Error).message, { cause: error });
+    throw error;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
