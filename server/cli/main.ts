@@ -5,6 +5,7 @@ import { executorCommand } from './executor.ts';
 import { jobsCommand } from './jobs.ts';
 import { migrateCommand } from './migrate.ts';
 import { serverCommand } from './server.ts';
+import { startCommand } from './start.ts';
 import { tokenCommand } from './token.ts';
 import { userCommand } from './user.ts';
 
@@ -15,6 +16,7 @@ const commands: Readonly<Record<string, Command>> = {
   token: tokenCommand,
   user: userCommand,
   jobs: jobsCommand,
+  start: startCommand,
 };
 
 function usage(): string {

@@ -98,6 +98,14 @@ export function withDatabase(url: string, database: string): string {
   return copy.toString();
 }
 
+/** The same server and database, logging in as `user` with `password`. */
+export function withLogin(url: string, user: string, password: string): string {
+  const copy = new URL(url);
+  copy.username = encodeURIComponent(user);
+  copy.password = encodeURIComponent(password);
+  return copy.toString();
+}
+
 /** A URL fit for messages and logs: the password is replaced. */
 export function redactUrl(url: string): string {
   try {

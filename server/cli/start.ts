@@ -1,0 +1,176 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { startGraphQLServer, type RunningGraphQLServer } from '../api/server.ts';
+import { signToken } from '../api/tokens.ts';
+import { wholeNumber } from '../config.ts';
+import { migrate } from '../db/migrate.ts';
+import { DEMO, loadLocalSecrets, provisionLocal } from '../db/provision.ts';
+import { DEFAULT_DATA_DIR, openAdminTarget, redactUrl, withLogin, type DatabaseTarget } from '../db/targets.ts';
+import { ConfigError, HardcronError } from '../errors.ts';
+import { createLogger, type Logger } from '../logger.ts';
+import type { Command } from './command.ts';
+
+const BIN = fileURLToPath(new URL('../../bin/hardcron.js', import.meta.url));
+const DEMO_TOKEN_HOURS = 12;
+const EXECUTOR_READY_TIMEOUT_MS = 30_000;
+
+export const startCommand: Command = {
+  summary: 'everything on one machine: database, migrations, demo user, GraphQL server and an executor',
+  help: `Usage: hardcron start   (also: npm start)
+
+Starts embedded PostgreSQL (kept under HARDCRON_DATA_DIR), or uses DATABASE_URL; applies the
+migrations; gives $authenticator and $executor generated passwords (kept with mode 0600 in
+HARDCRON_DATA_DIR/secrets.json, never printed); provisions the user "demo" with the job
+function demo.heartbeat(); starts the GraphQL server and one executor (a child process); and
+prints the GraphiQL URL, a token for "demo" valid for ${DEMO_TOKEN_HOURS} hours and a mutation to try.
+Ctrl-C stops all of it.
+
+Environment:
+  DATABASE_URL       an admin (superuser) URL to use instead of embedded PostgreSQL
+  PORT               GraphQL server port (default 5678)
+  HOST               address to listen on (default 127.0.0.1)
+  JWT_SECRET         token secret, at least 32 bytes (default: generated, kept in the data dir)
+  HARDCRON_DATA_DIR  local state (default .hardcron/)
+  LOG_LEVEL          pino level of the JSON logs on stderr (default warn)`,
+
+  async run(args) {
+    const { positionals } = parseArgs({ args: [...args], options: {}, allowPositionals: true, strict: true });
+    if (positionals.length > 0) throw new ConfigError('HC_USAGE', 'hardcron start takes no arguments');
+    const env = process.env;
+    const port = wholeNumber('PORT', env.PORT, 0, 65535) ?? 5678;
+    const host = env.HOST || '127.0.0.1';
+    const dataDir = resolve(env.HARDCRON_DATA_DIR || DEFAULT_DATA_DIR);
+    const logger = createLogger('hardcron', env.LOG_LEVEL ?? 'warn', process.stderr);
+    const secrets = await loadLocalSecrets(dataDir, env.JWT_SECRET || undefined);
+
+    const say = (line = ''): boolean => process.stdout.write(`${line}\n`);
+    const target = await openAdminTarget(env);
+    const stack = new Shutdown(logger);
+    stack.push(() => target.stop());
+    try {
+      say(target.kind === 'embedded' ? `PostgreSQL: embedded, data in ${dataDir}` : `PostgreSQL: ${redactUrl(target.adminUrl)}`);
+      await migrate({ connectionString: target.adminUrl });
+      await provisionLocal(target.adminUrl, secrets);
+      const database = new URL(target.adminUrl).pathname.slice(1);
+
+      const server = await startGraphQLServer({
+        connectionString: withLogin(target.adminUrl, `${database}$authenticator`, secrets.authenticatorPassword),
+        auth: { secret: secrets.jwtSecret },
+        logger,
+        port,
+        host,
+      });
+      stack.push(() => server.stop());
+
+      const executorId = `start:${process.pid}`;
+      const executor = spawnExecutor(withLogin(target.adminUrl, `${database}$executor`, secrets.executorPassword), executorId, env.LOG_LEVEL ?? 'warn');
+      stack.push(() => stopChild(executor));
+      await waitForExecutor(target, executorId, executor);
+      await waitForServer(server);
+
+      const token = await signToken(secrets.jwtSecret, DEMO.user, DEMO_TOKEN_HOURS * 3600);
+      printWelcome(say, server, token);
+      say(`hardcron ready at ${server.url}/ (Ctrl-C stops)`);
+      executor.once('exit', (code, signal) => {
+        if (stack.stopping) return;
+        logger.error({ code, signal }, 'the executor exited; stopping');
+        void stack.run().then(() => process.exit(1));
+      });
+    } catch (error) {
+      await stack.run();
+      throw error;
+    }
+    const stop = (): void => {
+      void stack.run().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    await new Promise(() => {}); // until a signal
+  },
+};
+
+/** Stops what was started, in reverse order, once. */
+class Shutdown {
+  stopping = false;
+  private readonly steps: Array<() => Promise<void>> = [];
+
+  constructor(private readonly logger: Logger) {}
+
+  push(step: () => Promise<void>): void {
+    this.steps.push(step);
+  }
+
+  async run(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    for (const step of this.steps.reverse()) {
+      await step().catch((error: unknown) => this.logger.warn({ err: error }, 'error while stopping'));
+    }
+  }
+}
+
+/** The executor as a separate process; its database URL travels in the environment, not argv. */
+function spawnExecutor(connectionString: string, executorId: string, logLevel: string): ChildProcess {
+  return spawn(process.execPath, [BIN, 'executor'], {
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      EXECUTOR_DATABASE_URL: connectionString,
+      HARDCRON_EXECUTOR_ID: executorId,
+      LOG_LEVEL: logLevel,
+    },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((done) => {
+    child.once('exit', () => done());
+    child.kill('SIGTERM');
+  });
+}
+
+/** The executor runs once its lease is in data.executors (it writes it when it starts). */
+async function waitForExecutor(target: DatabaseTarget, executorId: string, child: ChildProcess): Promise<void> {
+  const client = new pg.Client({ connectionString: target.adminUrl, application_name: 'hardcron start' });
+  await client.connect();
+  try {
+    const deadline = Date.now() + EXECUTOR_READY_TIMEOUT_MS;
+    for (;;) {
+      if (child.exitCode !== null) throw new HardcronError('HC_EXECUTOR_EXITED', `the executor exited at start-up (code ${child.exitCode})`);
+      const { rows } = await client.query('select 1 from data.executors where id = $1', [executorId]);
+      if (rows.length > 0) return;
+      if (Date.now() > deadline) throw new HardcronError('HC_EXECUTOR_TIMEOUT', 'the executor did not start within 30 s');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  } finally {
+    await client.end();
+  }
+}
+
+async function waitForServer(server: RunningGraphQLServer): Promise<void> {
+  const response = await fetch(`${server.url}/healthz`);
+  if (!response.ok) throw new HardcronError('HC_SERVER_UNHEALTHY', `the GraphQL server answered ${response.status} on /healthz`);
+}
+
+function printWelcome(say: (line?: string) => boolean, server: RunningGraphQLServer, token: string): void {
+  say();
+  say(`GraphiQL:  ${server.url}/`);
+  say(`GraphQL:   ${server.url}/graphql (websockets on the same path)`);
+  say();
+  say(`Token for the user "${DEMO.user}", valid ${DEMO_TOKEN_HOURS} hours. In GraphiQL, open the Headers tab and paste:`);
+  say(`  {"Authorization": "Bearer ${token}"}`);
+  say();
+  say('Then schedule the demo job every 5 seconds:');
+  say(`  mutation { scheduleJob(input: { functionSignature: "${DEMO.functionSignature}", schedule: "*/5 * * * * *", name: "heartbeat" }) { job { id nextRunAt } } }`);
+  say('and watch its runs arrive:');
+  say('  subscription { jobRunEvents { id jobId status startedAt finishedAt errorMessage } }');
+  say();
+}
