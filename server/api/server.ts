@@ -12,6 +12,7 @@ import type { Logger } from '../logger.ts';
 import { AuthError, createTokenVerifier, type AuthOptions } from './auth.ts';
 import { requestIds } from './errors.ts';
 import { makePreset } from './graphile.config.ts';
+import { ServerMetrics } from './metrics.ts';
 import { DEFAULT_QUERY_LIMITS, type QueryLimits } from './guards.ts';
 import { RequestIdentities } from './identity.ts';
 import { UserDirectory } from './users.ts';
@@ -63,7 +64,15 @@ export async function startGraphQLServer(options: GraphQLServerOptions): Promise
     const serv = pgl.createServ(grafserv);
     const app = express();
     app.disable('x-powered-by');
+    const metrics = new ServerMetrics(pool);
     app.use(assignRequestId);
+    app.use(metrics.middleware);
+    app.get('/metrics', (_req, res) => {
+      metrics.registry.metrics().then(
+        (text) => res.type(metrics.registry.contentType).send(text),
+        () => res.status(500).type('text/plain').send('metrics unavailable\n'),
+      );
+    });
     app.get('/healthz', (_req, res) => {
       res.json({ status: 'ok' });
     });

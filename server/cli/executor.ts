@@ -3,13 +3,14 @@ import { booleanValue, requiredUrl, wholeNumber } from '../config.ts';
 import { connectClient } from '../db/connect.ts';
 import { ConfigError } from '../errors.ts';
 import { Executor } from '../executor/executor.ts';
+import { startHealthServer } from '../executor/http.ts';
 import { stopOnSignals } from '../executor/signals.ts';
 import { createLogger } from '../logger.ts';
 import type { Command } from './command.ts';
 
 export const executorCommand: Command = {
   summary: 'run due jobs (a long-running process; run several for more throughput)',
-  help: `Usage: hardcron executor [--concurrency N] [--batch-size N] [--poll-ms N] [--no-listen] [--id ID]
+  help: `Usage: hardcron executor [--concurrency N] [--batch-size N] [--poll-ms N] [--no-listen] [--id ID] [--http-port N]
 
 Connects as the database's $executor role and runs due jobs until SIGTERM or SIGINT.
 
@@ -21,6 +22,8 @@ Environment (flags win):
   HARDCRON_EXECUTOR_LISTEN       false: no LISTEN/NOTIFY, polling only (default true)
   HARDCRON_EXECUTOR_ID           the executor's name in run records (default host:pid:random)
   HARDCRON_EXECUTOR_LEASE_SECONDS  silence after which its running runs are lost (default 30)
+  HARDCRON_EXECUTOR_HTTP_PORT    serve /healthz, /readyz and /metrics on this port (default: none)
+  HARDCRON_EXECUTOR_HTTP_HOST    address for that (default 127.0.0.1)
   LOG_LEVEL                      pino level (default info)`,
 
   async run(args) {
@@ -32,6 +35,7 @@ Environment (flags win):
         'poll-ms': { type: 'string' },
         'no-listen': { type: 'boolean' },
         id: { type: 'string' },
+        'http-port': { type: 'string' },
       },
       strict: true,
     });
@@ -43,6 +47,7 @@ Environment (flags win):
     const batchSize = wholeNumber('--batch-size', values['batch-size'] ?? env.HARDCRON_EXECUTOR_BATCH_SIZE, 1, 10_000);
     const pollIntervalMs = wholeNumber('--poll-ms', values['poll-ms'] ?? env.HARDCRON_EXECUTOR_POLL_MS, 10, 3_600_000);
     const leaseSeconds = wholeNumber('HARDCRON_EXECUTOR_LEASE_SECONDS', env.HARDCRON_EXECUTOR_LEASE_SECONDS, 1, 3600);
+    const httpPort = wholeNumber('--http-port', values['http-port'] ?? env.HARDCRON_EXECUTOR_HTTP_PORT, 0, 65535);
 
     await refuseSuperuser(connectionString);
     const logger = createLogger('hardcron-executor');
@@ -57,7 +62,21 @@ Environment (flags win):
       ...(leaseSeconds !== undefined && { leaseSeconds }),
     });
     await executor.start();
-    stopOnSignals(() => executor.stop(), logger);
+    const health =
+      httpPort === undefined
+        ? undefined
+        : await startHealthServer({
+            port: httpPort,
+            host: env.HARDCRON_EXECUTOR_HTTP_HOST || '127.0.0.1',
+            ready: () => executor.isReady(),
+            registry: executor.metrics.registry,
+            logger,
+          });
+    if (health) logger.info({ url: health.url }, 'executor health and metrics listening');
+    stopOnSignals(async () => {
+      await health?.stop();
+      await executor.stop();
+    }, logger);
     await new Promise(() => {}); // runs until a signal stops the process
   },
 };

@@ -46,6 +46,29 @@ export class Executor {
     this.options = resolveExecutorOptions(options);
     this.logger = options.logger ?? createLogger('hardcron-executor');
     this.metrics = options.metrics ?? new ExecutorMetrics();
+    this.metrics.readBacklog = () => this.dueBacklog();
+  }
+
+  /** Whether the database answers on the control connection (for /readyz). */
+  async isReady(): Promise<boolean> {
+    if (this.stopping || !this.control) return false;
+    try {
+      await withTimeout(this.control.query('select 1'), 2000);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Occurrences due and not yet claimed, or null when the database does not answer. */
+  async dueBacklog(): Promise<number | null> {
+    if (!this.control) return null;
+    try {
+      const { rows } = await withTimeout(this.control.query<{ n: number }>('select executor.due_backlog()::float8 as n'), 2000);
+      return rows[0]?.n ?? null;
+    } catch {
+      return null;
+    }
   }
 
   get id(): string {
@@ -100,6 +123,8 @@ export class Executor {
     });
     client.on('error', (error) => this.logger.warn({ err: describe(error) }, 'database connection lost'));
     await client.connect();
+    this.metrics.openConnections.inc();
+    client.once('end', () => this.metrics.openConnections.dec());
     return client;
   }
 
@@ -261,4 +286,13 @@ export class Executor {
       );
     }
   }
+}
+
+/** `promise`, or a rejection after `ms` (the promise itself is left to settle on its own). */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

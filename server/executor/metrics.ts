@@ -27,6 +27,22 @@ export class ExecutorMetrics {
     buckets: [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
     registers: [this.registry],
   });
+  readonly openConnections = new Gauge({
+    name: 'hardcron_executor_open_connections',
+    help: 'Database connections the executor holds (control and workers)',
+    registers: [this.registry],
+  });
+  /** Set by the executor: reads the backlog at scrape time (null when the database is away). */
+  readBacklog: (() => Promise<number | null>) | undefined;
+  readonly dueBacklog = new Gauge({
+    name: 'hardcron_due_backlog',
+    help: 'Occurrences due and not yet claimed, read at scrape time',
+    registers: [this.registry],
+    collect: async () => {
+      const backlog = await this.readBacklog?.();
+      if (backlog !== undefined && backlog !== null) this.dueBacklog.set(backlog);
+    },
+  });
   readonly busyConnections = new Gauge({
     name: 'hardcron_executor_busy_connections',
     help: 'Worker connections running a batch',
