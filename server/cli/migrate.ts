@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError } from '../errors.ts';
 import { migrate } from '../db/migrate.ts';
 import { openAdminTarget, redactUrl } from '../db/targets.ts';
+import { withAdminTransaction } from '../db/admin.ts';
 import type { Command } from './command.ts';
 
 export const migrateCommand: Command = {
@@ -12,7 +13,10 @@ Applies hardcron's pending SQL migrations (sql/NNNN_*.sql), each in a transactio
 advisory lock, so concurrent runs are safe and a second run changes nothing.
 
 Target: DATABASE_URL (a superuser URL of the database to install into) when set; otherwise the
-embedded PostgreSQL kept under HARDCRON_DATA_DIR (default .hardcron/), database d0.`,
+embedded PostgreSQL kept under HARDCRON_DATA_DIR (default .hardcron/), database d0.
+
+AUTHENTICATOR_PASSWORD and EXECUTOR_PASSWORD, when set, become the login passwords of the
+database's $authenticator (GraphQL server) and $executor roles (they are never printed).`,
 
   async run(args) {
     const { positionals } = parseArgs({ args: [...args], options: {}, allowPositionals: true, strict: true });
@@ -23,6 +27,7 @@ embedded PostgreSQL kept under HARDCRON_DATA_DIR (default .hardcron/), database 
         connectionString: target.adminUrl,
         onApplied: (name) => process.stdout.write(`applied ${name}\n`),
       });
+      await setRuntimePasswords(target.adminUrl);
       const where = target.kind === 'embedded' ? 'embedded PostgreSQL' : redactUrl(target.adminUrl);
       process.stdout.write(
         result.applied.length === 0
@@ -34,3 +39,19 @@ embedded PostgreSQL kept under HARDCRON_DATA_DIR (default .hardcron/), database 
     }
   },
 };
+
+/** Login passwords for the runtime roles, from the environment (for containers and scripts). */
+async function setRuntimePasswords(adminUrl: string): Promise<void> {
+  const passwords = [
+    ['authenticator', process.env.AUTHENTICATOR_PASSWORD],
+    ['executor', process.env.EXECUTOR_PASSWORD],
+  ].filter((entry): entry is [string, string] => Boolean(entry[1]));
+  if (passwords.length === 0) return;
+  await withAdminTransaction(adminUrl, null, async (client) => {
+    for (const [nickname, password] of passwords) {
+      const { rows } = await client.query<{ role: string }>(`select current_database() || '$' || $1::text as role`, [nickname]);
+      await client.query(`alter role ${client.escapeIdentifier(rows[0]?.role as string)} password ${client.escapeLiteral(password)}`);
+      process.stdout.write(`set the password of $${nickname}\n`);
+    }
+  });
+}
