@@ -52,8 +52,8 @@ export const DEMO = {
 
 /**
  * Gives the runtime roles their passwords and provisions the demo (once): the owner role
- * `demo_owner` with schema `demo`, table `demo.heartbeats` and the security definer function
- * `demo.heartbeat()`, and the user `demo` (scheduler, member of `demo_owner`). Everything is
+ * `demo_owner` with schema `demo`, table `demo.heartbeats` and the security definer functions
+ * `demo.heartbeat()` and `demo.divide(integer)` (which fails for 0), and the user `demo` (scheduler, member of `demo_owner`). Everything is
  * made the way an operator would: roles through mgr as $mgr, the function as its owner.
  */
 export async function provisionLocal(adminUrl: string, secrets: LocalSecrets): Promise<void> {
@@ -74,7 +74,11 @@ export async function provisionLocal(adminUrl: string, secrets: LocalSecrets): P
         create function demo.heartbeat() returns bigint
           security definer set search_path = pg_catalog, pg_temp
           language sql as $$ insert into demo.heartbeats default values returning id $$;
-        comment on function demo.heartbeat() is 'Records a heartbeat: schedule it to see hardcron at work.';`);
+        comment on function demo.heartbeat() is 'Records a heartbeat: schedule it to see hardcron at work.';
+        create function demo.divide(n integer) returns integer
+          security definer set search_path = pg_catalog, pg_temp
+          language sql as $$ select 100 / n $$;
+        comment on function demo.divide(integer) is 'Fails for 0 (division by zero): schedule it to see how a failed run looks.';`);
       await client.query('reset role');
     }
     if (!(await exists(DEMO.user))) {
