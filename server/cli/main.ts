@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { checkEnvironment } from '../config.ts';
 import { HardcronError } from '../errors.ts';
 import type { Command } from './command.ts';
 import { executorCommand } from './executor.ts';
@@ -42,6 +43,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   try {
+    checkEnvironment(process.env);
     await command.run(rest);
     return 0;
   } catch (error) {
