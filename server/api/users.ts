@@ -7,9 +7,9 @@ const UNKNOWN_TTL_MS = 1_000;
 const MAX_ENTRIES = 10_000;
 
 /**
- * Whether the server's login role ($authenticator) may become a token's role. The database
- * decides (only roles granted to $authenticator can be assumed); asking first turns "no such
- * user" into a 401 instead of a failed transaction, and a short cache keeps it off the hot path.
+ * Whether a token's role is a user the server may act as. The database keeps the facts (who is
+ * granted to $authenticator, who is a member of $client); asking first turns "no such user"
+ * into a 401 instead of a failed transaction, and a short cache keeps it off the hot path.
  */
 export class UserDirectory {
   private readonly answers = new Map<string, { known: boolean; until: number }>();
@@ -27,8 +27,15 @@ export class UserDirectory {
     const now = Date.now();
     const cached = this.answers.get(role);
     if (cached && cached.until > now) return cached.known;
+    // A user is a role granted directly to $authenticator (mgr.add_user does that) and directly
+    // a member of $client. Not "any role $authenticator can reach": through alice it reaches
+    // alice's owner roles too, and SET ROLE would let it become them.
     const { rows } = await this.pool.query<{ assumable: boolean }>(
-      `select pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER') as assumable
+      `select exists (select from pg_catalog.pg_auth_members m
+                       where m.roleid = r.oid and m.member = (select oid from pg_catalog.pg_roles where rolname = current_user))
+          and exists (select from pg_catalog.pg_auth_members m
+                       where m.member = r.oid
+                         and m.roleid = (select oid from pg_catalog.pg_roles where rolname = current_database() || '$client')) as assumable
          from pg_catalog.pg_roles r where r.rolname = $1`,
       [role],
     );

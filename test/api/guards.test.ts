@@ -8,7 +8,7 @@ import { graphql, operation, startTestServer, tokenFor } from '../support/server
 
 /** Snapshot of the server's database sessions: a request that reaches PostgreSQL changes one. */
 async function serverSessions(server: RunningGraphQLServer, admin: { query: (sql: string) => Promise<{ rows: unknown[] }> }): Promise<string> {
-  const { rows } = await admin.query(`select pid, state, state_change from pg_stat_activity where application_name = 'hardcron server' order by pid`);
+  const { rows } = await admin.query(`select pid, state, state_change from pg_stat_activity where application_name = 'hardcron server' and datname = current_database() order by pid`);
   return JSON.stringify(rows);
 }
 
