@@ -13,15 +13,10 @@
  *  - steady_p50/p99_lateness_ms: jobs due at a steady 500 per second;
  *  - wakeup_lateness_ms: an idle executor and one job due in one second.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtemp } from 'node:fs/promises';
-import { availableParallelism, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import pg from 'pg';
+import { withBenchDatabase, withClient } from './database.ts';
 import { pino } from 'pino';
-import { startEmbeddedCluster } from '../server/db/embedded.ts';
-import { migrate } from '../server/db/migrate.ts';
-import { parseDatabaseUrl, withDatabase } from '../server/db/targets.ts';
 import { Executor } from '../server/executor/executor.ts';
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 10_000);
@@ -35,47 +30,16 @@ function report(figure: string, value: number, unit: string, extra: Record<strin
   process.stdout.write(`${JSON.stringify({ bench: 'executor', figure, value: Math.round(value * 100) / 100, unit, ...extra })}\n`);
 }
 
-async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
-}
-
 async function main(): Promise<void> {
-  let clusterUrl: string;
-  let stopCluster = async (): Promise<void> => {};
-  if (process.env.DATABASE_URL) {
-    clusterUrl = parseDatabaseUrl('DATABASE_URL', process.env.DATABASE_URL);
-  } else {
-    const cluster = await startEmbeddedCluster({ dir: await mkdtemp(join(tmpdir(), 'hardcron-bench-')), ephemeral: true });
-    clusterUrl = cluster.superuserUrl;
-    stopCluster = () => cluster.stop();
-  }
-  const database = `bench_${randomBytes(4).toString('hex')}`;
-  await withClient(clusterUrl, (c) => c.query(`create database ${database}`));
-  const adminUrl = withDatabase(clusterUrl, database);
-  try {
-    await migrate({ connectionString: adminUrl });
+  await withBenchDatabase(async ({ adminUrl, name: database, version }) => {
     const executorUrl = await setUp(adminUrl, database);
-    const version = await withClient(adminUrl, async (c) => (await c.query(`select current_setting('server_version') as v`)).rows[0].v);
     report('setup', 0, 'info', { postgres: version, jobs: JOBS, concurrency: CONCURRENCY, batch: BATCH });
 
     await measureLimit(adminUrl, database);
     await measureDrain(adminUrl, executorUrl);
     await measureSteady(adminUrl, executorUrl);
     await measureWakeup(adminUrl, executorUrl);
-  } finally {
-    await withClient(clusterUrl, (c) => c.query(`drop database if exists ${database} with (force)`));
-    await withClient(clusterUrl, async (c) => {
-      const { rows } = await c.query<{ r: string }>(`select rolname as r from pg_roles where starts_with(rolname, $1)`, [`${database}$`]);
-      for (const { r } of rows) await c.query(`drop role ${c.escapeIdentifier(r)}`);
-    });
-    await stopCluster();
-  }
+  });
 }
 
 /** Owner role $bench with a security definer no-op; user alice; a password for $executor. */

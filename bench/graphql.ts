@@ -18,17 +18,14 @@
  * (node_cpu_ms_per_request is that process's CPU time per request); PostgreSQL runs beside it.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
-import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
+import { availableParallelism, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
 import pg from 'pg';
+import { withBenchDatabase, withClient } from './database.ts';
 import { pino } from 'pino';
 import { startGraphQLServer, type RunningGraphQLServer } from '../server/api/server.ts';
-import { startEmbeddedCluster } from '../server/db/embedded.ts';
-import { migrate } from '../server/db/migrate.ts';
-import { parseDatabaseUrl, withDatabase } from '../server/db/targets.ts';
 
 function setting(name: string, fallback: number, integer = false): number {
   const value = Number(process.env[name] ?? fallback);
@@ -80,37 +77,12 @@ function report(figure: string, values: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify({ bench: 'graphql', figure, ...values })}\n`);
 }
 
-async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
-}
-
 async function main(): Promise<void> {
-  const target = process.env.BENCH_DATABASE_URL ? 'BENCH_DATABASE_URL' : process.env.DATABASE_URL ? 'DATABASE_URL' : null;
-  let clusterUrl: string;
-  let stopCluster = async (): Promise<void> => {};
-  if (target) {
-    clusterUrl = parseDatabaseUrl(target, process.env[target]!);
-  } else {
-    const cluster = await startEmbeddedCluster({ dir: await mkdtemp(join(tmpdir(), 'hardcron-bench-')), ephemeral: true });
-    clusterUrl = cluster.superuserUrl;
-    stopCluster = () => cluster.stop();
-  }
-  const database = `bench_${randomBytes(4).toString('hex')}`;
-  try {
-    await withClient(clusterUrl, (c) => c.query(`create database ${database}`));
-    const adminUrl = withDatabase(clusterUrl, database);
-    await migrate({ connectionString: adminUrl });
+  await withBenchDatabase(async ({ adminUrl, name: database, target, version }) => {
     const authenticatorUrl = await setUp(adminUrl, database);
-    const version = await withClient(adminUrl, async (c) => (await c.query(`select current_setting('server_version') as v`)).rows[0].v as string);
     report('machine', {
       postgres: version,
-      target: target ? 'url' : 'embedded',
+      target,
       node: process.version,
       cpus: availableParallelism(),
       cpu_model: cpus()[0]?.model ?? 'unknown',
@@ -122,14 +94,7 @@ async function main(): Promise<void> {
       note: 'GraphQL server and load generator in one Node process',
     });
     await measure(adminUrl, authenticatorUrl, database);
-  } finally {
-    await withClient(clusterUrl, async (c) => {
-      await c.query(`drop database if exists ${database} with (force)`);
-      const { rows } = await c.query<{ r: string }>(`select rolname as r from pg_roles where starts_with(rolname, $1)`, [`${database}$`]);
-      for (const { r } of rows) await c.query(`drop role ${c.escapeIdentifier(r)}`);
-    }).catch((error: unknown) => process.stderr.write(`clean-up failed: ${String(error)}\n`));
-    await stopCluster();
-  }
+  });
 }
 
 /**
