@@ -73,10 +73,20 @@ Environment (flags win):
             logger,
           });
     if (health) logger.info({ url: health.url }, 'executor health and metrics listening');
-    stopOnSignals(async () => {
-      await health?.stop();
-      await executor.stop();
-    }, logger);
+    let stopped: Promise<void> | undefined;
+    const stop = (): Promise<void> =>
+      (stopped ??= (async () => {
+        await health?.stop();
+        await executor.stop();
+      })());
+    stopOnSignals(stop, logger);
+    // Started by `hardcron start` (an IPC channel): stop when it goes away without stopping us.
+    if (process.send) {
+      process.once('disconnect', () => {
+        logger.warn('the parent process is gone: stopping');
+        void stop().then(() => process.exit(0), () => process.exit(1));
+      });
+    }
     await new Promise(() => {}); // runs until a signal stops the process
   },
 };

@@ -115,9 +115,15 @@ class Shutdown {
   }
 }
 
-/** The executor as a separate process; its database URL travels in the environment, not argv. */
+/**
+ * The executor as a separate process; its database URL travels in the environment, not argv.
+ * It gets a process group of its own, so a terminal's Ctrl-C reaches only `start`, which then
+ * stops it once (SIGTERM); an IPC channel lets it notice if `start` dies without stopping it.
+ * Its JSON logs go to stderr with ours, leaving stdout to the lines meant for people.
+ */
 function spawnExecutor(connectionString: string, executorId: string, logLevel: string): ChildProcess {
   return spawn(process.execPath, [BIN, 'executor'], {
+    detached: true,
     env: {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
@@ -125,7 +131,7 @@ function spawnExecutor(connectionString: string, executorId: string, logLevel: s
       HARDCRON_EXECUTOR_ID: executorId,
       LOG_LEVEL: logLevel,
     },
-    stdio: ['ignore', 'inherit', 'inherit'],
+    stdio: ['ignore', 2, 2, 'ipc'],
   });
 }
 
