@@ -55,11 +55,6 @@ export interface GroupMember {
   command: string;
 }
 
-/** The processes of process group `pgid` that are alive (not zombies), read from /proc. */
-export function liveProcessesOfGroup(pgid: number): GroupMember[] {
-  return liveProcesses().filter((process) => process.pgid === pgid);
-}
-
 /**
  * The live processes started by `pid`: its process group, its children, and their process groups
  * (hardcron start gives its executor a group of its own).
@@ -70,6 +65,7 @@ export function liveFamilyOf(pid: number): GroupMember[] {
   return all.filter((p) => p.pgid === pid || p.ppid === pid || childGroups.has(p.pgid));
 }
 
+/** Every live process (not a zombie), read from /proc. */
 function liveProcesses(): Array<GroupMember & { pgid: number }> {
   const members: Array<GroupMember & { pgid: number }> = [];
   for (const entry of readdirSync('/proc')) {
