@@ -42,6 +42,9 @@ describe('the GraphQL schema', () => {
     expect(fields('Query')).toEqual(['job', 'jobRun', 'jobRuns', 'jobs']);
     expect(fields('Mutation')).toEqual(['pauseJob', 'resumeJob', 'runJobNow', 'scheduleJob', 'unscheduleJob', 'updateJob']);
     expect(fields('Subscription')).toEqual(['jobRunEvents']);
+    // No way to name a channel or topic: a subscriber cannot listen on arbitrary channels.
+    const subscription = schema.getSubscriptionType();
+    expect(subscription?.getFields().jobRunEvents?.args.map((arg) => `${arg.name}: ${String(arg.type)}`)).toEqual(['jobId: BigInt']);
   });
 
   test('holds nothing derived from code, data, mgr, executor or migrations', async () => {
