@@ -73,6 +73,9 @@ export async function startGraphQLServer(options: GraphQLServerOptions): Promise
         () => res.status(500).type('text/plain').send('metrics unavailable\n'),
       );
     });
+    app.get('/favicon.ico', (_req, res) => {
+      res.status(204).end(); // none; answered so that browsers do not log a 404
+    });
     app.get('/healthz', (_req, res) => {
       res.json({ status: 'ok' });
     });
