@@ -6,8 +6,7 @@ import pg from 'pg';
 import { postgraphile, type PostGraphileInstance } from 'postgraphile';
 import { PgSubscriber } from 'postgraphile/adaptors/pg';
 import { grafserv } from 'postgraphile/grafserv/express/v4';
-import { ConfigError, DatabaseTargetError } from '../errors.ts';
-import { redactUrl } from '../db/targets.ts';
+import { checkRuntimeLogin } from '../db/login.ts';
 import type { Logger } from '../logger.ts';
 import { AuthError, createTokenVerifier, type AuthOptions } from './auth.ts';
 import { requestIds } from './errors.ts';
@@ -48,7 +47,7 @@ export async function startGraphQLServer(options: GraphQLServerOptions): Promise
   pool.on('error', (error) => logger.warn({ err: error }, 'an idle database connection failed'));
   const pgSubscriber = new PgSubscriber(pool);
   try {
-    const database = await checkLoginRole(pool, options.connectionString);
+    const database = await checkRuntimeLogin(pool, 'authenticator', 'the server', options.connectionString);
     const identities = new RequestIdentities(createTokenVerifier(options.auth, database), new UserDirectory(pool));
     const pgl = postgraphile(
       makePreset({
@@ -121,27 +120,6 @@ export async function startGraphQLServer(options: GraphQLServerOptions): Promise
     await pool.end().catch(() => {});
     throw error;
   }
-}
-
-/** The database name, after refusing a superuser login (the server must not run as one). */
-async function checkLoginRole(pool: pg.Pool, connectionString: string): Promise<string> {
-  let row: { database: string; rolsuper: boolean; rolname: string } | undefined;
-  try {
-    const { rows } = await pool.query<{ database: string; rolsuper: boolean; rolname: string }>(
-      'select current_database() as database, r.rolsuper, r.rolname from pg_catalog.pg_roles r where r.rolname = current_user',
-    );
-    row = rows[0];
-  } catch (error) {
-    throw new DatabaseTargetError('HC_CONNECT', `cannot connect to ${redactUrl(connectionString)}: ${(error as Error).message}`, { cause: error });
-  }
-  if (!row) throw new DatabaseTargetError('HC_CONNECT', 'the login role is not visible in pg_roles');
-  if (row.rolsuper) {
-    throw new ConfigError('HC_SUPERUSER_REFUSED', `the server logs in as superuser ${row.rolname}: use the database's $authenticator role`);
-  }
-  if (row.rolname !== `${row.database}$authenticator`) {
-    throw new ConfigError('HC_CONFIG_INVALID', `the server must log in as ${row.database}$authenticator, not ${row.rolname}`);
-  }
-  return row.database;
 }
 
 function assignRequestId(req: Request, res: Response, next: NextFunction): void {

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { booleanValue, requiredUrl, wholeNumber } from '../config.ts';
 import { connectClient } from '../db/connect.ts';
-import { ConfigError } from '../errors.ts';
+import { checkRuntimeLogin } from '../db/login.ts';
 import { Executor } from '../executor/executor.ts';
 import { startHealthServer } from '../executor/http.ts';
 import { stopOnSignals } from '../executor/signals.ts';
@@ -49,7 +49,12 @@ Environment (flags win):
     const leaseSeconds = wholeNumber('HARDCRON_EXECUTOR_LEASE_SECONDS', env.HARDCRON_EXECUTOR_LEASE_SECONDS, 1, 3600);
     const httpPort = wholeNumber('--http-port', values['http-port'] ?? env.HARDCRON_EXECUTOR_HTTP_PORT, 0, 65535);
 
-    await refuseSuperuser(connectionString);
+    const check = await connectClient(connectionString, 'hardcron executor check');
+    try {
+      await checkRuntimeLogin(check, 'executor', 'EXECUTOR_DATABASE_URL', connectionString);
+    } finally {
+      await check.end();
+    }
     const logger = createLogger('hardcron-executor');
     const executor = new Executor({
       connectionString,
@@ -90,18 +95,3 @@ Environment (flags win):
     await new Promise(() => {}); // runs until a signal stops the process
   },
 };
-
-/** No runtime process connects as a superuser: jobs would run with a superuser behind them. */
-async function refuseSuperuser(connectionString: string): Promise<void> {
-  const client = await connectClient(connectionString, 'hardcron executor check');
-  try {
-    const { rows } = await client.query<{ rolsuper: boolean; rolname: string }>(
-      'select rolsuper, rolname from pg_catalog.pg_roles where rolname = current_user',
-    );
-    if (rows[0]?.rolsuper) {
-      throw new ConfigError('HC_SUPERUSER_REFUSED', `EXECUTOR_DATABASE_URL logs in as superuser ${rows[0].rolname}: use the database's $executor role`);
-    }
-  } finally {
-    await client.end();
-  }
-}
