@@ -3,6 +3,7 @@ import { ConfigError } from '../errors.ts';
 import { migrate } from '../db/migrate.ts';
 import { openAdminTarget, redactUrl } from '../db/targets.ts';
 import { withAdminTransaction } from '../db/admin.ts';
+import { setRuntimePasswords } from '../db/provision.ts';
 import type { Command } from './command.ts';
 
 export const migrateCommand: Command = {
@@ -27,7 +28,7 @@ database's $authenticator (GraphQL server) and $executor roles (they are never p
         connectionString: target.adminUrl,
         onApplied: (name) => process.stdout.write(`applied ${name}\n`),
       });
-      await setRuntimePasswords(target.adminUrl);
+      await setPasswordsFromEnvironment(target.adminUrl);
       const where = target.kind === 'embedded' ? 'embedded PostgreSQL' : redactUrl(target.adminUrl);
       process.stdout.write(
         result.applied.length === 0
@@ -40,18 +41,10 @@ database's $authenticator (GraphQL server) and $executor roles (they are never p
   },
 };
 
-/** Login passwords for the runtime roles, from the environment (for containers and scripts). */
-async function setRuntimePasswords(adminUrl: string): Promise<void> {
-  const passwords = [
-    ['authenticator', process.env.AUTHENTICATOR_PASSWORD],
-    ['executor', process.env.EXECUTOR_PASSWORD],
-  ].filter((entry): entry is [string, string] => Boolean(entry[1]));
-  if (passwords.length === 0) return;
-  await withAdminTransaction(adminUrl, null, async (client) => {
-    for (const [nickname, password] of passwords) {
-      const { rows } = await client.query<{ role: string }>(`select current_database() || '$' || $1::text as role`, [nickname]);
-      await client.query(`alter role ${client.escapeIdentifier(rows[0]?.role as string)} password ${client.escapeLiteral(password)}`);
-      process.stdout.write(`set the password of $${nickname}\n`);
-    }
-  });
+/** AUTHENTICATOR_PASSWORD / EXECUTOR_PASSWORD, when set, become the runtime roles' passwords. */
+async function setPasswordsFromEnvironment(adminUrl: string): Promise<void> {
+  const passwords = { authenticator: process.env.AUTHENTICATOR_PASSWORD || undefined, executor: process.env.EXECUTOR_PASSWORD || undefined };
+  if (!passwords.authenticator && !passwords.executor) return;
+  await withAdminTransaction(adminUrl, null, (client) => setRuntimePasswords(client, passwords));
+  for (const [nickname, password] of Object.entries(passwords)) if (password) process.stdout.write(`set the password of $${nickname}\n`);
 }

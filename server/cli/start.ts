@@ -2,10 +2,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { startGraphQLServer, type RunningGraphQLServer } from '../api/server.ts';
 import { signToken } from '../api/tokens.ts';
 import { wholeNumber } from '../config.ts';
+import { connectClient } from '../db/connect.ts';
 import { migrate } from '../db/migrate.ts';
 import { DEMO, loadLocalSecrets, provisionLocal } from '../db/provision.ts';
 import { DEFAULT_DATA_DIR, openAdminTarget, redactUrl, withLogin, type DatabaseTarget } from '../db/targets.ts';
@@ -145,8 +145,7 @@ function stopChild(child: ChildProcess): Promise<void> {
 
 /** The executor runs once its lease is in data.executors (it writes it when it starts). */
 async function waitForExecutor(target: DatabaseTarget, executorId: string, child: ChildProcess): Promise<void> {
-  const client = new pg.Client({ connectionString: target.adminUrl, application_name: 'hardcron start' });
-  await client.connect();
+  const client = await connectClient(target.adminUrl, 'hardcron start');
   try {
     const deadline = Date.now() + EXECUTOR_READY_TIMEOUT_MS;
     for (;;) {

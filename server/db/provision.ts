@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type pg from 'pg';
 import { ConfigError } from '../errors.ts';
 import { withAdminTransaction } from './admin.ts';
 
@@ -43,6 +44,15 @@ function secret(): string {
   return randomBytes(32).toString('base64url');
 }
 
+/** Login passwords for the runtime roles `<db>$authenticator` and `<db>$executor` (those given). */
+export async function setRuntimePasswords(client: pg.Client, passwords: { authenticator?: string | undefined; executor?: string | undefined }): Promise<void> {
+  for (const [nickname, password] of Object.entries(passwords)) {
+    if (!password) continue;
+    const { rows } = await client.query<{ role: string }>(`select current_database() || '$' || $1::text as role`, [nickname]);
+    await client.query(`alter role ${client.escapeIdentifier(rows[0]?.role as string)} password ${client.escapeLiteral(password)}`);
+  }
+}
+
 /** The demo of `hardcron start`: names and the function a newcomer schedules. */
 export const DEMO = {
   user: 'demo',
@@ -58,10 +68,7 @@ export const DEMO = {
  */
 export async function provisionLocal(adminUrl: string, secrets: LocalSecrets): Promise<void> {
   await withAdminTransaction(adminUrl, null, async (client) => {
-    for (const [nickname, password] of [['authenticator', secrets.authenticatorPassword], ['executor', secrets.executorPassword]] as const) {
-      const { rows } = await client.query<{ role: string }>(`select current_database() || '$' || $1::text as role`, [nickname]);
-      await client.query(`alter role ${client.escapeIdentifier(rows[0]?.role as string)} password ${client.escapeLiteral(password)}`);
-    }
+    await setRuntimePasswords(client, { authenticator: secrets.authenticatorPassword, executor: secrets.executorPassword });
     const exists = async (nickname: string): Promise<boolean> =>
       (await client.query<{ found: boolean }>(`select to_regrole(quote_ident(current_database() || '$' || $1::text)) is not null as found`, [nickname])).rows[0]?.found === true;
     if (!(await exists(DEMO.ownerRole))) {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { runCli } from '../support/cli.ts';
-import { useTestDatabase } from '../support/database.ts';
+import { connect, useTestDatabase } from '../support/database.ts';
 
 describe('hardcron migrate', () => {
   const db = useTestDatabase({ install: false });
@@ -30,6 +30,22 @@ describe('hardcron migrate', () => {
     expect(result.stderr).toMatch(message);
     expect(result.stderr).toMatch(/\[HC_CONFIG_INVALID\]\n$/);
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  test('AUTHENTICATOR_PASSWORD and EXECUTOR_PASSWORD become the runtime roles\' passwords, never printed', async () => {
+    const passwords = { AUTHENTICATOR_PASSWORD: 'authenticator-pw-3f9a1c', EXECUTOR_PASSWORD: 'executor-pw-7b2d4e' };
+    const result = await runCli(['migrate'], { DATABASE_URL: db().adminUrl, ...passwords });
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('set the password of $authenticator');
+    for (const value of Object.values(passwords)) expect(result.stdout + result.stderr).not.toContain(value);
+    for (const [nickname, password] of [['authenticator', passwords.AUTHENTICATOR_PASSWORD], ['executor', passwords.EXECUTOR_PASSWORD]] as const) {
+      const client = await connect(db().urlFor(db().role(nickname), password));
+      try {
+        expect((await client.query('select current_user as u')).rows).toEqual([{ u: db().role(nickname) }]);
+      } finally {
+        await client.end();
+      }
+    }
   });
 
   test('a server that does not answer: one line, no stack trace, no password', async () => {
