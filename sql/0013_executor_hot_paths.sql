@@ -14,6 +14,62 @@ create index jobs_due on data.jobs ((least(next_run_at, extra_run_at, retry_at))
 
 reset role;
 
+-- Holds share locks, until the end of the transaction, on what a role's eligibility rests on:
+-- its pg_authid row and those of every role it belongs to, directly or not, their memberships
+-- (pg_auth_members rows whose member is one of them), and `also` (another role's row). ALTER
+-- ROLE, RENAME, DROP ROLE and REVOKE on any of them wait for the transaction. Row locks on
+-- these catalogs need a superuser, hence in mgr; it takes oids and does nothing else.
+create function mgr.lock_role_facts(role_oid oid, also oid)
+  returns void
+  security definer
+  set search_path = pg_catalog, pg_temp
+  language plpgsql
+as $body$
+declare
+  roles oid[];
+begin
+  with recursive belongs(oid) as (
+    select role_oid
+    union
+    select m.roleid from pg_catalog.pg_auth_members m join belongs b on m.member = b.oid
+  )
+  select array_agg(b.oid) into roles from belongs b;
+  perform from pg_catalog.pg_authid a where a.oid = any(roles) or a.oid = also for share;
+  perform from pg_catalog.pg_auth_members m where m.member = any(roles) for share;
+end;
+$body$;
+call mgr.revoke_all_from_public('function', 'mgr.lock_role_facts(oid, oid)');
+do $grants$
+begin
+  execute format('grant execute on function mgr.lock_role_facts(oid, oid) to %I', current_database() || '$code');
+end;
+$grants$;
+
+-- Positive verdicts of the eligibility check, for the rest of the transaction that reached them
+-- (see code.check_eligibility). Unlogged: nothing here outlives its transaction's purpose, and
+-- rows of finished transactions are deleted by the next claim.
+select set_config('role', current_database() || '$data', true);
+
+create unlogged table data.verdicts (
+  xact               xid8   not null,
+  key                text   not null,  -- md5 of owner, signature and arguments (these can be long)
+  job_owner          text   not null,
+  function_signature text   not null,
+  arguments          jsonb  not null,
+  function_oid       oid    not null,
+  function_owner     text   not null,
+  catalog_writes     bigint not null,  -- code.catalog_writes() when the verdict was reached
+  primary key (xact, key)
+);
+
+do $grants$
+begin
+  execute format('grant select, insert, delete on data.verdicts to %I', current_database() || '$code');
+end;
+$grants$;
+
+reset role;
+
 select set_config('role', current_database() || '$code', true);
 
 create or replace function code.start_run(run_id bigint, executor_id text)
@@ -103,7 +159,72 @@ begin
 end;
 $$;
 
--- The eligibility check with the role lookups taken out of its query (see below).
+-- Catalog rows this transaction has written so far (inserted, updated, deleted) in the catalogs
+-- a verdict rests on. It only grows, rolled-back subtransactions included.
+create function code.catalog_writes()
+  returns bigint
+  language plpgsql
+  volatile
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  -- One expression, no query: this runs at every check.
+  return pg_stat_get_xact_tuples_inserted('pg_proc'::regclass) + pg_stat_get_xact_tuples_updated('pg_proc'::regclass)
+       + pg_stat_get_xact_tuples_deleted('pg_proc'::regclass)
+       + pg_stat_get_xact_tuples_inserted('pg_namespace'::regclass) + pg_stat_get_xact_tuples_updated('pg_namespace'::regclass)
+       + pg_stat_get_xact_tuples_deleted('pg_namespace'::regclass)
+       + pg_stat_get_xact_tuples_inserted('pg_authid'::regclass) + pg_stat_get_xact_tuples_updated('pg_authid'::regclass)
+       + pg_stat_get_xact_tuples_deleted('pg_authid'::regclass)
+       + pg_stat_get_xact_tuples_inserted('pg_auth_members'::regclass) + pg_stat_get_xact_tuples_updated('pg_auth_members'::regclass)
+       + pg_stat_get_xact_tuples_deleted('pg_auth_members'::regclass);
+end;
+$$;
+
+create function code.verdict_key(job_owner text, function_signature text, arguments jsonb)
+  returns text
+  language plpgsql
+  immutable
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  return md5(job_owner || chr(10) || function_signature || chr(10) || arguments::text);
+end;
+$$;
+
+-- Remembers a positive verdict for the rest of this transaction, if the function's search_path
+-- is the one whose safety rests on nothing but the (locked) function row.
+create function code.remember_verdict(job_owner text, function_signature text, arguments jsonb,
+                                      function_oid oid, function_owner text, config text[], writes bigint)
+  returns void
+  language plpgsql
+  volatile
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if exists (select from unnest(config) c where c in ('search_path=pg_catalog, pg_temp', 'search_path=pg_catalog')) then
+    insert into data.verdicts (xact, key, job_owner, function_signature, arguments, function_oid, function_owner, catalog_writes)
+    values (pg_current_xact_id(), code.verdict_key(job_owner, function_signature, arguments), job_owner,
+            function_signature, arguments, function_oid, function_owner, writes)
+    on conflict (xact, key) do nothing;
+  end if;
+end;
+$$;
+
+-- The eligibility check, with what it rests on locked and a positive verdict remembered for
+-- the rest of the transaction.
+--
+-- A batch of runs is one transaction; the check is repeated for every run in it, and used to
+-- cost a third of a run. It now locks, before reading, the function's catalog row (as before)
+-- and the owner's role facts: the pg_authid rows of the owner, of every role it belongs to and
+-- of $job_scheduler, and the pg_auth_members rows of those memberships. DROP/ALTER/RENAME ROLE,
+-- REVOKE and ALTER/DROP FUNCTION on them wait until the transaction ends. So a positive verdict
+-- cannot be made stale by anybody else before the transaction ends, and is remembered
+-- (data.verdicts, keyed by transaction); a later check of the same (owner, function, arguments)
+-- in the same transaction answers from it, unless this transaction itself wrote to pg_proc,
+-- pg_namespace, pg_authid or pg_auth_members since (a job can alter its own function or roles:
+-- our locks do not stop our own transaction), in which case it checks again in full. Only
+-- functions whose search_path is pg_catalog (and pg_temp) are remembered: the safety of other
+-- paths depends on schema privileges and their grantees' memberships, which are not locked.
 -- Is a job owned by `job_owner` calling `function_signature` with `arguments` eligible now?
 -- function_signature is a canonical signature (code.function_signature): it resolves to that
 -- schema and name or to nothing, never through anybody's search_path.
@@ -114,20 +235,42 @@ create or replace function code.check_eligibility(job_owner text, function_signa
   set search_path = pg_catalog, pg_temp
 as $$
 declare
-  fn_oid    oid := code.resolve_function(function_signature);
-  -- Looked up once, before the query: as expressions inside it they were evaluated for every
-  -- role scanned (its cost grew with the number of roles in the cluster).
-  owner_oid constant oid := to_regrole(quote_ident(job_owner));
-  sched_oid constant oid := to_regrole(quote_ident(current_database() || '$job_scheduler'));
+  writes    constant bigint := code.catalog_writes();
+  cached    record;
+  fn_oid    oid;
+  owner_oid oid;
+  sched_oid oid;
   f         record;
   problem text;
   n_args  integer;
   i       integer;
 begin
-  -- Lock the definition first, then read it: DDL on the function now waits for this
-  -- transaction, so the call that follows a positive verdict runs what was checked.
+  -- A positive verdict this transaction reached before stands while everything it rests on is
+  -- locked by this transaction and unchanged by it (see code.remember_verdict).
+  select v.function_oid, v.function_owner into cached
+    from data.verdicts v
+   where v.xact = pg_current_xact_id_if_assigned()
+     and v.key = code.verdict_key(check_eligibility.job_owner, check_eligibility.function_signature, check_eligibility.arguments)
+     and v.job_owner = check_eligibility.job_owner and v.function_signature = check_eligibility.function_signature
+     and v.arguments = check_eligibility.arguments and v.catalog_writes = writes;
+  if found then
+    return row(null, null, null, cached.function_oid, cached.function_owner)::code.verdict;
+  end if;
+
+  fn_oid := code.resolve_function(function_signature);
+  -- Looked up once, before the query: as expressions inside it they were evaluated for every
+  -- role scanned (its cost grew with the number of roles in the cluster).
+  owner_oid := to_regrole(quote_ident(job_owner));
+  sched_oid := to_regrole(quote_ident(current_database() || '$job_scheduler'));
+
+  -- Lock first, then read: DDL on the function, and on the owner's roles and memberships, now
+  -- waits for this transaction, so the call that follows a positive verdict runs what was
+  -- checked, as the role that was checked.
   if fn_oid is not null and not mgr.lock_function_definition(fn_oid) then
     fn_oid := null;  -- dropped in the meantime
+  end if;
+  if owner_oid is not null then
+    perform mgr.lock_role_facts(owner_oid, sched_oid);
   end if;
 
   -- Every fact the rules need, in one read.
@@ -207,9 +350,11 @@ begin
     end if;
   end loop;
 
+  perform code.remember_verdict(job_owner, function_signature, arguments, f.fn_oid, f.fn_owner_name, f.proconfig, writes);
   return row(null, null, null, f.fn_oid, f.fn_owner_name)::code.verdict;
 end;
 $$;
+
 
 -- The backlog gauge: its query did not state the due index's predicate, so it read every job.
 create or replace function code.due_backlog()
@@ -375,6 +520,8 @@ begin
     perform code.fail('HC302', format('executor %s has no live lease: renew it before claiming', claim_runs.executor_id));
   end if;
   perform code.expire_leases();
+  -- Verdicts of transactions that have ended (this one's snapshot sees them as finished).
+  delete from data.verdicts v where v.xact < pg_snapshot_xmin(pg_current_snapshot());
 
   return query
   with due as materialized (
