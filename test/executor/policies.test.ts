@@ -86,6 +86,41 @@ describe('missed runs, overlap, retries and events', () => {
     expect(run?.started_at).toBeNull();
   });
 
+  // The executor advances schedules with the SQL cron (DESIGN "Cron in SQL"): an Amsterdam job
+  // backdated to before the latest spring change runs every missed day once, oldest first, and
+  // the runs show the documented DST behaviour at both changes.
+  test("DST: '30 2 * * *' in Europe/Amsterdam runs once a day across both changes, as documented", { timeout: 60_000 }, async () => {
+    const year = latestYearWithBothChangesPast(new Date());
+    const spring = lastSundayUtc(year, 2);
+    const autumn = lastSundayUtc(year, 9);
+    const id = (
+      await alice.query<{ id: string }>(
+        `select id from api.schedule_job('pol.noop()', schedule => '30 2 * * *', time_zone => 'Europe/Amsterdam',
+                                         options => '{"missed": "all", "max_missed": 1000, "overlap": "queue"}')`,
+      )
+    ).rows[0]?.id as string;
+    // 02:30 CET two days before the spring change: at most ~600 daily occurrences up to now.
+    await db().admin.query('update data.jobs set next_run_at = $2 where id = $1', [id, at(spring, -2, 1, 30)]);
+    await waitFor(db(), `select j.next_run_at > now() and not exists (select from data.job_runs r where r.job_id = j.id and r.status = 'running') as done
+                           from data.jobs j where j.id = $1`, [id], 50_000);
+    await alice.query('select api.pause_job($1)', [id]);
+    const runs = await runsOf(id);
+    expect(runs.filter((run) => run.status !== 'succeeded')).toEqual([]);
+    const times = runs.map((run) => run.scheduled_for.toISOString());
+    // Oldest first, one run per local day, no day left out.
+    expect(times).toEqual([...times].sort());
+    const days = runs.map((run) => amsterdamDate(run.scheduled_for));
+    expect(new Set(days).size).toBe(days.length);
+    expect(days[0]).toBe(amsterdamDate(at(spring, -2, 1, 30)));
+    const dayNumbers = days.map((day) => Date.parse(`${day}T00:00:00Z`) / 86_400_000);
+    expect(dayNumbers.every((n, i) => i === 0 || n - (dayNumbers[i - 1] as number) === 1)).toBe(true);
+    // Spring forward: 02:30 does not exist and the run is at 03:30 CEST (01:30Z), then 02:30 CEST.
+    expect(times).toEqual(expect.arrayContaining([at(spring, -1, 1, 30), at(spring, 0, 1, 30), at(spring, 1, 0, 30)].map((d) => d.toISOString())));
+    // Fall back: 02:30 happens twice and runs once, at the first (00:30Z), then 02:30 CET.
+    expect(times).toEqual(expect.arrayContaining([at(autumn, -1, 0, 30), at(autumn, 0, 0, 30), at(autumn, 1, 1, 30)].map((d) => d.toISOString())));
+    expect(times).not.toContain(at(autumn, 0, 1, 30).toISOString());
+  });
+
   test("overlap 'skip': occurrences due while a run is running are recorded skipped", async () => {
     const id = (
       await alice.query<{ id: string }>(`select id from api.schedule_job('pol.nap(float8)', '[2.5]', schedule => '* * * * * *')`)
@@ -171,3 +206,25 @@ describe('missed runs, overlap, retries and events', () => {
     }
   });
 });
+
+/** Midnight UTC of the last Sunday of `month` (0-based): the EU's DST changes happen at 01:00Z that day. */
+function lastSundayUtc(year: number, month: number): Date {
+  const last = new Date(Date.UTC(year, month + 1, 0));
+  return new Date(Date.UTC(year, month, last.getUTCDate() - last.getUTCDay()));
+}
+
+/** The newest year whose autumn change lies at least two days before `now`. */
+function latestYearWithBothChangesPast(now: Date): number {
+  const year = now.getUTCFullYear();
+  return at(lastSundayUtc(year, 9), 2, 0, 0) < now ? year : year - 1;
+}
+
+/** `day` moved by `days` days, at hh:mm UTC. */
+function at(day: Date, days: number, hours: number, minutes: number): Date {
+  return new Date(Date.UTC(day.getUTCFullYear(), day.getUTCMonth(), day.getUTCDate() + days, hours, minutes));
+}
+
+/** The local date in Amsterdam, as YYYY-MM-DD. */
+function amsterdamDate(instant: Date): string {
+  return new Intl.DateTimeFormat('en-CA', { timeZone: 'Europe/Amsterdam', year: 'numeric', month: '2-digit', day: '2-digit' }).format(instant);
+}
