@@ -4,7 +4,7 @@ import { connectClient } from '../db/connect.ts';
 import { checkRuntimeLogin } from '../db/login.ts';
 import { Executor } from '../executor/executor.ts';
 import { startHealthServer } from '../executor/http.ts';
-import { stopOnSignals } from '../executor/signals.ts';
+import { stopOnSignals } from '../signals.ts';
 import { createLogger } from '../logger.ts';
 import type { Command } from './command.ts';
 

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { requiredUrl, wholeNumber } from '../config.ts';
 import { startGraphQLServer } from '../api/server.ts';
-import { stopOnSignals } from '../executor/signals.ts';
+import { stopOnSignals } from '../signals.ts';
 import { createLogger } from '../logger.ts';
 import type { Command } from './command.ts';
 

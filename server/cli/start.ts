@@ -11,6 +11,7 @@ import { DEMO, loadLocalSecrets, provisionLocal } from '../db/provision.ts';
 import { DEFAULT_DATA_DIR, openAdminTarget, redactUrl, withLogin, type DatabaseTarget } from '../db/targets.ts';
 import { ConfigError, HardcronError } from '../errors.ts';
 import { createLogger, type Logger } from '../logger.ts';
+import { stopOnSignals } from '../signals.ts';
 import type { Command } from './command.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/hardcron.js', import.meta.url));
@@ -83,14 +84,7 @@ Environment:
       await stack.run();
       throw error;
     }
-    const stop = (): void => {
-      void stack.run().then(
-        () => process.exit(0),
-        () => process.exit(1),
-      );
-    };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    stopOnSignals(() => stack.run(), logger);
     await new Promise(() => {}); // until a signal
   },
 };

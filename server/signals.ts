@@ -1,4 +1,4 @@
-import type { Logger } from '../logger.ts';
+import type { Logger } from './logger.ts';
 
 /** On SIGTERM or SIGINT, runs `stop` once and exits 0 (1 if stopping failed); a second signal exits at once. */
 export function stopOnSignals(stop: () => Promise<void>, logger: Logger): void {
