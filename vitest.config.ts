@@ -6,6 +6,8 @@ export default defineConfig({
     // One PostgreSQL cluster per test run; each test file gets its own database and roles.
     globalSetup: ['test/support/global-setup.ts'],
     pool: 'forks',
+    // Memory tests collect garbage before they measure (global.gc).
+    execArgv: ['--expose-gc'],
     testTimeout: 30_000,
     hookTimeout: 120_000,
   },

@@ -24,6 +24,13 @@ describe('what a job does to its session stays with it', () => {
       create function dirty.leave_state() returns void security definer set search_path = pg_catalog, pg_temp
         language plpgsql as $$
         begin
+          insert into dirty.seen values ('pid of leave_state', pg_backend_pid()::text);
+          begin
+            set session authorization default;
+            insert into dirty.seen values ('session authorization', session_user::text);
+          exception when others then
+            insert into dirty.seen values ('session authorization refused', sqlstate);
+          end;
           perform set_config('hardcron_test.left', 'behind', false);
           perform set_config('statement_timeout', '0', false);
           perform set_config('search_path', 'dirty', false);
@@ -37,6 +44,7 @@ describe('what a job does to its session stays with it', () => {
         language plpgsql as $$
         begin
           insert into dirty.seen values
+            ('pid of inspect', pg_backend_pid()::text),
             ('setting', current_setting('hardcron_test.left', true)),
             ('statement_timeout', current_setting('statement_timeout')),
             ('search_path', current_setting('search_path')),
@@ -56,7 +64,7 @@ describe('what a job does to its session stays with it', () => {
     await executor?.stop();
   });
 
-  test('settings, advisory locks, temp tables, LISTEN and prepared statements do not reach the next job', async () => {
+  test('settings, advisory locks, temp tables, LISTEN and prepared statements do not reach the next job; SET SESSION AUTHORIZATION is refused', async () => {
     // Both due before the executor starts, so one connection runs them in one batch, in order.
     const dirtyJob = await runNow(alice, 'dirty.leave_state()');
     const inspectJob = await runNow(alice, 'dirty.inspect()');
@@ -66,6 +74,9 @@ describe('what a job does to its session stays with it', () => {
 
     const { rows } = await db().admin.query<{ what: string; value: string | null }>('select what, value from dirty.seen');
     const seen = Object.fromEntries(rows.map((row) => [row.what, row.value]));
+    expect(seen['pid of inspect']).toBe(seen['pid of leave_state']); // the same connection, the next statement
+    expect(seen['session authorization']).toBeUndefined();
+    expect(seen['session authorization refused']).toBe('42501');
     expect(seen.setting ?? '').toBe(''); // reset (a custom setting, once defined, reads '' afterwards)
     expect(seen).toMatchObject({
       'advisory locks': '0',

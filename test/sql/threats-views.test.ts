@@ -90,6 +90,41 @@ describe('the api views under attack', () => {
     }
   });
 
+  // THREATS 38 (CVE-2023-2455, CVE-2024-10976): a pooled connection prepares a statement as one
+  // user and runs it as another; past five executions PostgreSQL may switch to a generic plan.
+  test('a statement prepared on a pooled connection under alice, executed under bob, shows bob his rows only (THREATS 38)', async () => {
+    const session = await db().login('authenticator');
+    try {
+      const own = async (client: pg.Client, view: string): Promise<string[]> =>
+        (await client.query<{ id: string }>(`select id from ${view} order by id`)).rows.map((row) => row.id);
+      const expected = {
+        alice: { jobs: await own(alice, 'api.jobs'), runs: await own(alice, 'api.job_runs') },
+        bob: { jobs: await own(bob, 'api.jobs'), runs: await own(bob, 'api.job_runs') },
+      };
+      expect(expected.bob.jobs).toEqual([jobs.bob!.id]);
+      expect(expected.alice.jobs).not.toContain(jobs.bob!.id);
+      await session.query('prepare view_jobs as select id from api.jobs order by id');
+      await session.query('prepare view_runs as select id from api.job_runs order by id');
+      for (const mode of ['auto', 'force_generic_plan']) {
+        await session.query(`set plan_cache_mode = ${mode}`);
+        for (const who of ['alice', 'bob', 'alice', 'bob'] as const) {
+          await session.query(`set role ${q(who)}`);
+          for (let i = 0; i < 7; i += 1) {
+            const seen = { jobs: (await session.query<{ id: string }>('execute view_jobs')).rows.map((row) => row.id),
+                           runs: (await session.query<{ id: string }>('execute view_runs')).rows.map((row) => row.id) };
+            expect([mode, who, i, seen]).toEqual([mode, who, i, expected[who]]);
+          }
+          await session.query('reset role');
+        }
+      }
+      // With no role set, the same statements show nothing.
+      expect((await session.query('execute view_jobs')).rows).toEqual([]);
+      expect((await session.query('execute view_runs')).rows).toEqual([]);
+    } finally {
+      await session.end();
+    }
+  });
+
   describe('a leaky function in the caller\'s WHERE clause (THREATS 20)', () => {
     let leaker: pg.Client;
     let notices: string[];
