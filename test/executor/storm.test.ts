@@ -2,13 +2,14 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type pg from 'pg';
 import type { Executor } from '../../server/executor/executor.ts';
 import { useTestDatabase } from '../support/database.ts';
-import { finishedRuns, runNow, startExecutor } from '../support/executor.ts';
+import { finishedRuns, runNow, startExecutor, waitFor, type RunRecord } from '../support/executor.ts';
 import { createOwner } from '../support/jobs.ts';
 
 /** THREATS 19: jobs that schedule jobs do so as their owner would, and cannot grow without bound. */
 describe('a job that schedules jobs', () => {
   const db = useTestDatabase();
   let alice: pg.Client;
+  let bob: pg.Client;
   let executor: Executor;
 
   beforeAll(async () => {
@@ -18,9 +19,23 @@ describe('a job that schedules jobs', () => {
     await db().admin.query(`begin; set local role "${db().role('storm')}";
       create function storm.spawn() returns void security definer set search_path = pg_catalog, pg_temp
         language sql as $$ select api.schedule_job('storm.spawn()', run_at => now() + interval '1 day') $$;
+      create function storm.manage(action text, job bigint) returns void security definer set search_path = pg_catalog, pg_temp
+        language plpgsql as $$
+        begin
+          case action
+            when 'pause' then perform api.pause_job(job);
+            when 'update' then perform api.update_job(job, name => 'renamed by a job');
+            when 'run now' then perform api.run_job_now(job);
+            when 'unschedule' then perform api.unschedule_job(job);
+          end case;
+        end $$;
       commit`);
+    await createOwner(db(), 'bobs', `
+      create function bobs.noop() returns void security definer set search_path = pg_catalog, pg_temp language sql as $$ select $$`);
     await db().addUser('alice', { scheduler: true, memberOf: ['storm'] });
+    await db().addUser('bob', { scheduler: true, memberOf: ['bobs'] });
     alice = await db().login('alice');
+    bob = await db().login('bob');
     executor = await startExecutor(db(), { concurrency: 1 });
   });
 
@@ -33,6 +48,56 @@ describe('a job that schedules jobs', () => {
     expect((await finishedRuns(db(), parent))[0]?.status).toBe('succeeded');
     const { rows } = await db().admin.query(`select owner from data.jobs where id <> $1`, [parent]);
     expect(rows).toEqual([{ owner: db().role('alice') }]);
+  });
+
+  test("manages jobs as the job's owner: its own jobs change, another owner's are not found (HC211) and stay as they were", async () => {
+    const schedule = async (client: pg.Client, signature: string, args: unknown[] = []): Promise<string> =>
+      (await client.query<{ id: string }>(`select id from api.schedule_job($1, $2, schedule => '0 3 * * *')`, [signature, JSON.stringify(args)]))
+        .rows[0]?.id as string;
+    const jobState = async (id: string): Promise<unknown> =>
+      (await db().admin.query('select enabled, name, extra_run_at, updated_at from data.jobs where id = $1', [id])).rows[0];
+    const own = { pause: await schedule(alice, 'storm.spawn()'), update: await schedule(alice, 'storm.spawn()'), unschedule: await schedule(alice, 'storm.spawn()') };
+    const bobsJob = await schedule(bob, 'bobs.noop()');
+    const bobsBefore = await jobState(bobsJob);
+
+    for (const [action, target] of Object.entries(own)) {
+      const run = (await finishedRuns(db(), await runNow(alice, 'storm.manage(text,bigint)', [action, Number(target)])))[0];
+      expect([action, run?.status]).toEqual([action, 'succeeded']);
+    }
+    expect(await jobState(own.pause)).toMatchObject({ enabled: false });
+    expect(await jobState(own.update)).toMatchObject({ name: 'renamed by a job' });
+    expect(await jobState(own.unschedule)).toBeUndefined();
+
+    for (const action of ['pause', 'update', 'run now', 'unschedule']) {
+      const run = (await finishedRuns(db(), await runNow(alice, 'storm.manage(text,bigint)', [action, Number(bobsJob)])))[0];
+      expect([action, run?.status, run?.error_sqlstate]).toEqual([action, 'failed', 'HC211']);
+      expect(run?.error_message).not.toContain('bobs');
+    }
+    expect(await jobState(bobsJob)).toEqual(bobsBefore);
+    expect((await db().admin.query('select count(*)::int as n from data.job_runs where job_id = $1', [bobsJob])).rows[0].n).toBe(0);
+  });
+
+  test('a job that asks to run itself again runs one occurrence at a time, multiplies nothing, and stops when paused', async () => {
+    const jobsBefore = (await db().admin.query('select count(*)::int as n from data.jobs')).rows[0].n as number;
+    const id = (await alice.query<{ id: string }>(`select id from api.schedule_job('storm.manage(text,bigint)', '["run now", 0]', run_at => now() + interval '1 day')`))
+      .rows[0]?.id as string;
+    await alice.query(`select api.update_job($1, arguments => $2)`, [id, JSON.stringify(['run now', Number(id)])]);
+    await alice.query('select api.run_job_now($1)', [id]);
+    await finishedRuns(db(), id, 20);
+    await alice.query('select api.pause_job($1)', [id]);
+    await waitFor(db(), `select count(*) = 0 as done from data.job_runs where job_id = $1 and status = 'running'`, [id]);
+    const settled = (await db().admin.query('select count(*)::int as n from data.job_runs where job_id = $1', [id])).rows[0].n as number;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const runs = (await db().admin.query<RunRecord>('select * from data.job_runs where job_id = $1 order by id', [id])).rows;
+    expect(runs).toHaveLength(settled); // nothing ran after it was paused
+    expect(runs.slice(0, -1).filter((run) => run.status !== 'succeeded')).toEqual([]);
+    // The last one may have asked for another run of a job paused meanwhile (refused: HC216).
+    expect([['succeeded', null], ['failed', 'HC216']]).toContainEqual([runs.at(-1)?.status, runs.at(-1)?.error_sqlstate]);
+    expect((await db().admin.query('select enabled, extra_run_at from data.jobs where id = $1', [id])).rows).toEqual([{ enabled: false, extra_run_at: null }]);
+    for (const [previous, next] of runs.slice(1).map((run, i) => [runs[i] as RunRecord, run] as const)) {
+      expect(next.started_at!.getTime()).toBeGreaterThanOrEqual(previous.finished_at!.getTime()); // one at a time
+    }
+    expect((await db().admin.query('select count(*)::int as n from data.jobs')).rows[0].n).toBe(jobsBefore + 1); // itself, paused
   });
 
   test('an owner holds at most 10,000 jobs: past that, scheduling fails (HC215) and nothing is added', async () => {

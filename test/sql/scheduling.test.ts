@@ -2,6 +2,7 @@ import { beforeAll, describe, expect, test } from 'vitest';
 import type pg from 'pg';
 import { useTestDatabase } from '../support/database.ts';
 import { countRows, createBilling, failureOf, type JobRow } from '../support/jobs.ts';
+import { fullErrorOf } from '../support/threats.ts';
 
 describe('scheduling a job through the api, as provisioned users over real logins', () => {
   const db = useTestDatabase();
@@ -105,6 +106,28 @@ describe('scheduling a job through the api, as provisioned users over real login
       .rows[0] as JobRow;
     expect(switched).toMatchObject({ schedule: null });
     expect(switched.run_at).not.toBeNull();
+  });
+
+  test('a paused job does not run, not even on request: pausing drops a pending run-now request, run now is refused (HC216)', async () => {
+    const job = await schedule(alice, { function_signature: 'billing.close_day(date)', arguments: '["2026-03-02"]', schedule: '0 4 * * *' });
+    await alice.query('select api.run_job_now($1)', [job.id]);
+    expect((await db().admin.query('select extra_run_at is not null as requested from data.jobs where id = $1', [job.id])).rows).toEqual([{ requested: true }]);
+    const paused = (await alice.query<JobRow>('select * from api.pause_job($1)', [job.id])).rows[0];
+    expect(paused).toMatchObject({ enabled: false, next_run_at: null });
+    expect((await db().admin.query('select extra_run_at from data.jobs where id = $1', [job.id])).rows).toEqual([{ extra_run_at: null }]);
+
+    const before = (await db().admin.query('select * from data.jobs where id = $1', [job.id])).rows;
+    expect(await fullErrorOf(alice, 'select api.run_job_now($1)', [job.id])).toMatchObject({
+      code: 'HC216',
+      message: `job ${job.id} is paused`,
+      hint: `resume it first: api.resume_job(${job.id})`,
+    });
+    expect((await db().admin.query('select * from data.jobs where id = $1', [job.id])).rows).toEqual(before);
+
+    await alice.query('select api.resume_job($1)', [job.id]);
+    const ranNow = (await alice.query<JobRow>('select * from api.run_job_now($1)', [job.id])).rows[0] as JobRow;
+    expect(ranNow.enabled).toBe(true);
+    expect((await db().admin.query('select extra_run_at is not null as requested from data.jobs where id = $1', [job.id])).rows).toEqual([{ requested: true }]);
   });
 
   test('unscheduling removes the job and keeps its run history', async () => {
