@@ -120,6 +120,12 @@ describe('hardcron start with DATABASE_URL', () => {
       [`hardcron executor start:${first.process.pid}`],
     );
     expect(sessions).toEqual([{ usename: db().role('executor') }]);
+    // THREATS 29: no secret on a command line (anyone on the machine can read those).
+    const commands = first.process.liveGroup().map((member) => member.command);
+    expect(commands.length).toBeGreaterThanOrEqual(2);
+    for (const secret of Object.values(await secrets())) {
+      for (const command of commands) expect(command).not.toContain(secret);
+    }
   });
 
   test('SIGINT stops it all: exit code 0, the lease released, the port closed, no process left', { timeout: 60_000 }, async () => {

@@ -66,6 +66,30 @@ describe('the hard shell as $client members, $executor and $authenticator see it
     }
   });
 
+  // THREATS 24: a token can only make $authenticator become a role it was granted, so it must be
+  // granted end users and $anonymous only (and $client, NOINHERIT, for introspecting as $client).
+  test('$authenticator is granted end users, $anonymous and $client only; $executor the schedulers among them only', async () => {
+    await db().addUser('bea'); // not a scheduler: no job of hers ever runs
+    const grantedTo = async (nickname: string): Promise<string[]> =>
+      (
+        await db().admin.query<{ rolname: string }>(
+          `select g.rolname from pg_auth_members m join pg_roles g on g.oid = m.roleid join pg_roles r on r.oid = m.member
+            where r.rolname = $1 order by g.rolname`,
+          [db().role(nickname)],
+        )
+      ).rows.map((row) => row.rolname);
+    expect(await grantedTo('authenticator')).toEqual(['alice', 'anonymous', 'bea', 'client'].map((n) => db().role(n)).sort());
+    expect(await grantedTo('executor')).toEqual([db().role('alice')]);
+    // Nobody else holds either runtime role, and neither is granted anything with ADMIN OPTION.
+    const { rows } = await db().admin.query(
+      `select r.rolname as member, g.rolname as role, m.admin_option from pg_auth_members m
+         join pg_roles g on g.oid = m.roleid join pg_roles r on r.oid = m.member
+        where g.rolname in ($1, $2) or (r.rolname in ($1, $2) and m.admin_option)`,
+      [db().role('authenticator'), db().role('executor')],
+    );
+    expect(rows).toEqual([]);
+  });
+
   test('$executor and $authenticator are LOGIN, NOINHERIT, not superuser, and can create nothing', async () => {
     const { rows } = await db().admin.query(
       `select rolname, rolcanlogin, rolinherit, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls
