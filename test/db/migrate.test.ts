@@ -117,4 +117,41 @@ describe('the migrator', () => {
     expect(ledger.code).toBe('HC_MIGRATION_LEDGER');
     expect(await countRows(other, `select count(*)::int as n from pg_roles where starts_with(rolname, current_database() || '$')`)).toBe(1);
   });
+
+  test("install-time hijack: functions, types and casts planted under hardcron's names stop the install and are never used", async () => {
+    // In public, where a careless install would resolve names: a cast and a function.
+    const inPublic = await freshDatabase();
+    await inPublic.admin.query(`create type public.verdict as (reason text);
+      create function public.caller() returns text language sql as $$ select 'postgres' $$;
+      create function public.to_verdict(text) returns public.verdict language sql as $$ select row($1)::public.verdict $$;
+      create cast (text as public.verdict) with function public.to_verdict(text) as implicit`);
+    const publicError = await failureOf(migrate({ connectionString: inPublic.adminUrl }));
+    expect(publicError.code).toBe('HC_MIGRATION_FAILED');
+    expect(publicError.message).toContain('0001_database.sql');
+    expect(await countRows(inPublic, 'select count(*)::int as n from migrations.applied')).toBe(0);
+    expect(await countRows(inPublic, `select count(*)::int as n from pg_roles where starts_with(rolname, current_database() || '$')`)).toBe(0);
+
+    // A schema with hardcron's name, squatted with a look-alike of code.caller() and a type.
+    const squatted = await freshDatabase();
+    const squatter = `${squatted.name}$squatter`;
+    await squatted.admin.query(`create role "${squatter}";
+      create schema code authorization "${squatter}";
+      set role "${squatter}";
+      create type code.verdict as (reason text);
+      create function code.caller() returns text language sql as $$ select 'postgres' $$;
+      reset role`);
+    const schemaError = await failureOf(migrate({ connectionString: squatted.adminUrl }));
+    expect(schemaError.code).toBe('HC_MIGRATION_FAILED');
+    expect(schemaError.message).toContain('0002_shell_schemas.sql');
+    expect(schemaError.message).toContain('already exists');
+    // The failed file left nothing: no hardcron schema, and the squatter's objects are untouched,
+    // still only theirs, and granted to nobody.
+    expect(await countRows(squatted, `select count(*)::int as n from migrations.applied where name <> '0001_database.sql'`)).toBe(0);
+    expect(await countRows(squatted, `select count(*)::int as n from pg_namespace where nspname in ('data', 'api', 'executor', 'mgr')`)).toBe(0);
+    const { rows } = await squatted.admin.query(
+      `select p.proname, pg_get_userbyid(p.proowner) as owner, p.proacl::text[] as acl from pg_proc p where p.pronamespace = 'code'::regnamespace`,
+    );
+    expect(rows).toEqual([{ proname: 'caller', owner: squatter, acl: null }]);
+    expect(await countRows(squatted, `select count(*)::int as n from pg_namespace where nspname = 'code' and nspowner = '${squatter}'::regrole`)).toBe(1);
+  });
 });
