@@ -182,3 +182,55 @@ describe('the check and the call see the same function definition (THREATS 36)',
     expect(toggles).toBeGreaterThan(100);
   }, 120_000);
 });
+
+describe('objects a job plants in pg_temp are never used by hardcron (THREATS 8)', () => {
+  const db = useTestDatabase();
+  let executor: Executor;
+
+  afterAll(async () => {
+    await executor?.stop();
+  });
+
+  test("temp tables named like hardcron's and temp functions named like the catalog's: both runs of the batch succeed, nothing planted is called", async () => {
+    const { admin, role } = db();
+    await createOwner(db(), 'planter', `
+      create table planter.called (what text);
+      grant insert on planter.called to public;
+      create function planter.note() returns void security definer set search_path = pg_catalog, pg_temp
+        language sql as $$ select $$;
+      -- Plants, for the rest of the run and the statements hardcron runs after it in the batch.
+      create function planter.plant() returns void security definer set search_path = pg_catalog, pg_temp
+        language plpgsql as $$
+        declare
+          fn text;
+        begin
+          create temp table job_runs (id bigint, status text);
+          create temp table jobs (id bigint);
+          create temp table verdicts (xact xid8);
+          create temp table executors (id text);
+          foreach fn in array array['set_config(text, text, boolean) returns text', 'clock_timestamp() returns timestamptz',
+                                    'format_type(oid, integer) returns text', 'pg_notify(text, text) returns void',
+                                    'jsonb_array_length(jsonb) returns integer', 'pg_advisory_unlock_all() returns void',
+                                    'left(text, integer) returns text', 'now() returns timestamptz'] loop
+            execute format('create function pg_temp.%s security definer language plpgsql as $f$
+                            begin insert into planter.called values (%L); %s end $f$',
+                           fn, fn, case when fn like '%returns void' then '' else 'return null;' end);
+          end loop;
+        end $$`);
+    await admin.query(`grant temporary on database "${db().name}" to "${role('planter')}"`);
+    await db().addUser('alice', { scheduler: true, memberOf: ['planter'] });
+    const alice = await db().login('alice');
+    // Both due before the executor starts: one connection runs them in one batch, in order.
+    const planted = await runNow(alice, 'planter.plant()');
+    const after = await runNow(alice, 'planter.note()');
+    executor = await startExecutor(db(), { concurrency: 1, listen: false });
+    expect((await finishedRuns(db(), planted))[0]).toMatchObject({ status: 'succeeded', rows_returned: '1' });
+    expect((await finishedRuns(db(), after))[0]).toMatchObject({ status: 'succeeded', rows_returned: '1' });
+    const { rows } = await admin.query('select job_id, status from data.job_runs order by id');
+    expect(rows).toEqual([
+      { job_id: planted, status: 'succeeded' },
+      { job_id: after, status: 'succeeded' },
+    ]);
+    expect((await admin.query('select what from planter.called')).rows).toEqual([]);
+  });
+});

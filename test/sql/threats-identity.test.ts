@@ -368,5 +368,41 @@ describe('identity and name-resolution threats', () => {
         await admin.query(`revoke temporary on database ${admin.escapeIdentifier(db().name)} from ${q('alice')}`);
       }
     });
+
+    // Casts: a user can only create casts involving a type she owns, so hardcron's own casts
+    // between PostgreSQL's types cannot be replaced; what remains is the argument of a job whose
+    // parameter type is hers — a domain whose CHECK calls her code, or a composite with an
+    // implicit cast from text. Scheduling must not evaluate those as hardcron's roles.
+    test("casts and domain checks of a job's own parameter types run as the job's owner only, never as hardcron's roles", async () => {
+      const { admin } = db();
+      await transaction(db(), `${setLocalRole(db(), 'alice_fns')};
+        create function alice_fns.spy(v text) returns boolean language sql
+          as $$ insert into alice_fns.hijacked (what) values ('spy:' || v); select true $$;
+        create domain alice_fns.watched as text check (alice_fns.spy(value));
+        create type alice_fns.pair as (a text, b text);
+        create function alice_fns.pair_of(t text) returns alice_fns.pair language sql
+          as $$ insert into alice_fns.hijacked (what) values ('cast:' || t); select row(t, t)::alice_fns.pair $$;
+        create cast (text as alice_fns.pair) with function alice_fns.pair_of(text) as implicit;
+        grant usage on type alice_fns.watched, alice_fns.pair to public;
+        grant execute on function alice_fns.spy(text), alice_fns.pair_of(text) to public;
+        create function alice_fns.take(w alice_fns.watched, p alice_fns.pair) returns void security definer
+          set search_path = pg_catalog, pg_temp language sql as $$ insert into alice_fns.calls (arg) values (w || '/' || (p).a) $$`);
+      await admin.query('truncate alice_fns.hijacked');
+
+      const job = await schedule(alice, 'alice_fns.take(alice_fns.watched,alice_fns.pair)', ['w', 'p']);
+      await alice.query(`select * from api.update_job($1, arguments => '["w2", "p2"]')`, [job.id]);
+      await alice.query('select * from api.jobs');
+      expect((await admin.query('select what, by_role from alice_fns.hijacked')).rows).toEqual([]); // not evaluated at scheduling
+
+      const [run] = await executeNow(db(), [job.id]);
+      expect(run).toMatchObject({ status: 'succeeded' });
+      expect((await admin.query(`select arg from alice_fns.calls where arg = 'w2/p2'`)).rows).toEqual([{ arg: 'w2/p2' }]);
+      // At the call, as the job's owner (alice), who could have run them herself.
+      const { rows } = await admin.query('select distinct what, by_role from alice_fns.hijacked order by what');
+      expect(rows).toEqual([
+        { what: 'cast:p2', by_role: db().role('alice') },
+        { what: 'spy:w2', by_role: db().role('alice') },
+      ]);
+    });
   });
 });
