@@ -60,6 +60,7 @@ describe('hard-shell install on an empty database', () => {
       { nspname: 'code', owner: `"${db().role('code')}"` },
       { nspname: 'data', owner: `"${db().role('data')}"` },
       { nspname: 'executor', owner: `"${db().role('api')}"` },
+      { nspname: 'frames', owner: installer },
       { nspname: 'mgr', owner: installer },
       { nspname: 'migrations', owner: installer },
     ]);

@@ -188,6 +188,7 @@ describe('identity and name-resolution threats', () => {
       await admin.query(`create role ${q('Alice')} login inherit;
         grant ${q('client')}, ${q('job_scheduler')}, ${q('caps_fns')} to ${q('Alice')};
         grant ${q('Alice')} to ${q('authenticator')}, ${q('executor')}`);
+      await admin.query('call mgr.create_frame($1)', [db().role('Alice')]);
       const capital = await db().login('Alice');
       expect((await capital.query('select session_user as su')).rows).toEqual([{ su: db().role('Alice') }]);
 
