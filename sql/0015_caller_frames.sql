@@ -159,57 +159,139 @@ begin
 end;
 $$;
 
--- start_run as in sql/0013, and the frame checked after the eligibility verdict.
-create or replace function code.start_run(run_id bigint, executor_id text)
-  returns table (job_id bigint, scheduled_for timestamptz, started_at timestamptz, done_status text,
-                 owner text, call_sql text, arguments text[])
+-- The eligibility check as in sql/0013, with the frame as part of rule 1: checked at scheduling
+-- and before every call alike, and remembered with the verdict for the rest of a transaction
+-- (its row is locked, and altering it writes to pg_proc, which makes the check run in full).
+create or replace function code.check_eligibility(job_owner text, function_signature text, arguments jsonb)
+  returns code.verdict
   language plpgsql
-  security definer
+  volatile  -- it locks, and must read the catalog with a fresh snapshot after locking
   set search_path = pg_catalog, pg_temp
 as $$
 declare
-  run     data.job_runs;
-  job     data.jobs;
-  verdict code.verdict;
-  fn      pg_proc;
+  writes    constant bigint := code.catalog_writes();
+  cached    record;
+  fn_oid    oid;
+  owner_oid oid;
+  sched_oid oid;
+  f         record;
+  problem text;
+  n_args  integer;
+  i       integer;
 begin
-  select * into run from data.job_runs r where r.id = start_run.run_id;
-  if run.id is null or run.status <> 'running' or run.executor_id is distinct from start_run.executor_id then
-    perform code.fail('HC302', format('run %s is not a claimed run of this executor', start_run.run_id));
-  end if;
-  job_id := run.job_id;
-  scheduled_for := run.scheduled_for;
-  started_at := clock_timestamp();  -- recorded by finish_run: one write per run
-  select * into job from data.jobs j where j.id = run.job_id;
-  if job.id is null then  -- unscheduled since it was claimed
-    done_status := 'skipped';
-    perform code.finish_run(run.id, done_status, started_at);
-    return next;
-    return;
+  -- A positive verdict this transaction reached before stands while everything it rests on is
+  -- locked by this transaction and unchanged by it (see code.remember_verdict).
+  select v.function_oid, v.function_owner into cached
+    from data.verdicts v
+   where v.xact = pg_current_xact_id_if_assigned()
+     and v.key = code.verdict_key(check_eligibility.job_owner, check_eligibility.function_signature, check_eligibility.arguments)
+     and v.job_owner = check_eligibility.job_owner and v.function_signature = check_eligibility.function_signature
+     and v.arguments = check_eligibility.arguments and v.catalog_writes = writes;
+  if found then
+    return row(null, null, null, cached.function_oid, cached.function_owner)::code.verdict;
   end if;
 
-  verdict := code.check_eligibility(run.owner, job.function_signature, job.arguments);
-  if verdict.reason is null and code.frame_problem(run.owner) is not null then
-    verdict.reason := 'owner_not_eligible';  -- no frame to run in: the owner cannot run jobs
+  fn_oid := code.resolve_function(function_signature);
+  -- Looked up once, before the query: as expressions inside it they were evaluated for every
+  -- role scanned (its cost grew with the number of roles in the cluster).
+  owner_oid := to_regrole(quote_ident(job_owner));
+  sched_oid := to_regrole(quote_ident(current_database() || '$job_scheduler'));
+
+  -- Lock first, then read: DDL on the function, and on the owner's roles and memberships, now
+  -- waits for this transaction, so the call that follows a positive verdict runs what was
+  -- checked, as the role that was checked.
+  if fn_oid is not null and not mgr.lock_function_definition(fn_oid) then
+    fn_oid := null;  -- dropped in the meantime
   end if;
-  if verdict.reason is not null then
-    done_status := 'rejected';
-    perform code.finish_run(run.id, done_status, started_at, reject_reason => verdict.reason);
-    return next;
-    return;
+  if owner_oid is not null then
+    perform mgr.lock_role_facts(owner_oid, sched_oid);
   end if;
 
-  select * into strict fn from pg_proc where oid = verdict.function_oid;
-  owner := run.owner;
-  call_sql := format('select count(*) from %I.%I(%s)',
-    (select nspname from pg_namespace where oid = fn.pronamespace), fn.proname,
-    (select string_agg(format('($1)[%s]::%s', i, format_type(t, null)), ', ' order by i)
-       from unnest(fn.proargtypes::oid[]) with ordinality a(t, i)
-      where i <= jsonb_array_length(job.arguments)));
-  arguments := array(select code.argument_text(job.arguments -> (i::integer - 1), t)
-                       from unnest(fn.proargtypes::oid[]) with ordinality a(t, i)
-                      where i <= jsonb_array_length(job.arguments) order by i);
-  return next;
+  -- Every fact the rules need, in one read.
+  select o.oid as owner_oid, o.rolsuper as owner_super,
+         pg_has_role(o.oid, sched.oid, 'USAGE') as owner_schedules,
+         p.oid as fn_oid, p.prokind, p.prosecdef, p.proconfig, p.proowner, p.provariadic, p.pronargs,
+         p.pronargdefaults, p.proargtypes,
+         fo.rolname as fn_owner_name, fo.rolsuper as fn_owner_super,
+         p.pronamespace in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+           or exists (select from pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e')
+           as fn_system,
+         pg_has_role(o.oid, p.proowner, 'USAGE') as owner_has_fn_owner
+    into f
+    from (select) one
+    left join pg_roles o on o.oid = owner_oid
+    left join pg_roles sched on sched.oid = sched_oid
+    left join pg_proc p on p.oid = fn_oid
+    left join pg_roles fo on fo.oid = p.proowner;
+
+  -- Rules 1 and 4, for the job owner.
+  if f.owner_oid is null then
+    return code.refuse('owner_not_eligible', 1, format('role %s does not exist', quote_ident(job_owner)));
+  end if;
+  if f.owner_super then
+    return code.refuse('owner_not_eligible', 4, 'a superuser cannot own jobs');
+  end if;
+  if not f.owner_schedules then
+    return code.refuse('owner_not_eligible', 1, format('role %s is not a member of %s', quote_ident(job_owner),
+                                                       quote_ident(current_database() || '$job_scheduler')));
+  end if;
+  -- Rule 1 also needs somewhere safe to run the owner's jobs: its frame, locked like the function.
+  problem := code.frame_problem(job_owner);
+  if problem is not null then
+    return code.refuse('owner_not_eligible', 1, format('role %s has no intact frame to run jobs in (%s): an administrator can call mgr.create_frame(%L)',
+                                                       quote_ident(job_owner), problem, job_owner));
+  end if;
+  if f.fn_oid is null then
+    return code.refuse('function_not_eligible', 0, format('function %s does not exist', function_signature));
+  end if;
+  -- Rules 3 and 4 on facts any role can read in the catalog.
+  if f.fn_system then
+    return code.refuse('function_not_eligible', 3, format('%s belongs to PostgreSQL or to an extension', function_signature));
+  end if;
+  if f.fn_owner_super then
+    return code.refuse('function_not_eligible', 4, format('%s is owned by a superuser', function_signature));
+  end if;
+  -- Rule 2: membership with the owner's privileges. Nothing more is said about other roles' functions.
+  if not f.owner_has_fn_owner then
+    return code.refuse('function_not_eligible', 2,
+                       format('you are not a member of %s, which owns %s', quote_ident(f.fn_owner_name), function_signature));
+  end if;
+  -- Rule 3.
+  if f.prokind <> 'f' then
+    return code.refuse('function_not_eligible', 3, format('%s is %s, not a function', function_signature,
+                       case f.prokind when 'p' then 'a procedure' when 'a' then 'an aggregate' when 'w' then 'a window function' else 'a routine' end));
+  end if;
+  if not f.prosecdef then
+    return code.refuse('function_not_eligible', 3, format('%s is not SECURITY DEFINER', function_signature));
+  end if;
+  -- Rule 5.
+  problem := code.search_path_problem(f.proconfig, f.proowner);
+  if problem is not null then
+    return code.refuse('function_not_eligible', 5, format('%s is not safe: %s', function_signature, problem));
+  end if;
+  -- Rule 6.
+  if f.provariadic <> 0 then
+    return code.refuse('function_not_eligible', 6, format('%s is variadic, which jobs do not support', function_signature));
+  end if;
+  if arguments is null or jsonb_typeof(arguments) <> 'array' then
+    return code.refuse('arguments_not_eligible', 6, 'arguments must be a JSON array');
+  end if;
+  n_args := jsonb_array_length(arguments);
+  if n_args > f.pronargs or n_args < f.pronargs - f.pronargdefaults then
+    return code.refuse('arguments_not_eligible', 6, format('%s takes %s argument%s, %s given', function_signature,
+      case when f.pronargdefaults = 0 then f.pronargs::text
+           else format('%s to %s', f.pronargs - f.pronargdefaults, f.pronargs) end,
+      case when f.pronargs = 1 then '' else 's' end, n_args));
+  end if;
+  for i in 0 .. n_args - 1 loop
+    problem := code.argument_problem(arguments -> i, f.proargtypes[i]);
+    if problem is not null then
+      return code.refuse('arguments_not_eligible', 6, format('argument %s: %s', i + 1, problem));
+    end if;
+  end loop;
+
+  perform code.remember_verdict(job_owner, function_signature, arguments, f.fn_oid, f.fn_owner_name, f.proconfig, writes);
+  return row(null, null, null, f.fn_oid, f.fn_owner_name)::code.verdict;
 end;
 $$;
 

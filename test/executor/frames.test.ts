@@ -140,12 +140,18 @@ describe("a job's code cannot change roles: it runs in its owner's frame", () =>
     ['made SECURITY INVOKER', (frame: string) => `alter function ${frame} security invoker`],
     ['given another search_path', (frame: string) => `alter function ${frame} set search_path = mal, pg_catalog`],
     ['granted to another user', (frame: string) => `grant execute on function ${frame} to "${db().role('bob')}"`],
-  ])('a frame its owner %s runs nothing: the runs are rejected (owner_not_eligible)', async (_how, alter) => {
+  ])('a frame its owner %s runs nothing: scheduling is refused (HC204), a job scheduled before is rejected', async (_how, alter) => {
     const frame = `frames."${db().role('alice')}"(text, text[])`;
     await db().admin.query('truncate mal.seen, mal.calls');
+    const job = (await alice.query<{ id: string }>(`select id from api.schedule_job('mal.noop()', run_at => now() + interval '1 day')`)).rows[0]!.id;
     await alice.query(alter(frame)); // the owner may alter what it owns
     try {
-      const [run] = await finishedRuns(db(), await runNow(alice, 'mal.noop()'));
+      await expect(alice.query(`select api.schedule_job('mal.noop()', run_at => now() + interval '1 day')`)).rejects.toMatchObject({
+        code: 'HC204',
+        message: expect.stringMatching(/has no intact frame to run jobs in \(frame altered\): an administrator can call mgr\.create_frame/),
+      });
+      await alice.query('select api.run_job_now($1)', [job]);
+      const [run] = await finishedRuns(db(), job);
       expect(run).toMatchObject({ status: 'rejected', reject_reason: 'owner_not_eligible' });
       expect(await calls()).toEqual([]);
     } finally {
@@ -153,6 +159,7 @@ describe("a job's code cannot change roles: it runs in its owner's frame", () =>
     }
     const [again] = await finishedRuns(db(), await runNow(alice, 'mal.noop()'));
     expect(again?.status).toBe('succeeded');
+    expect(await calls()).toEqual(['noop']);
   });
 
   test('a user cannot replace, rename or move its frame, and nobody else can use it', async () => {
