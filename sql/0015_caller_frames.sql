@@ -147,7 +147,8 @@ begin
     return 'no frame';
   end if;
   select p.proowner = to_regrole(quote_ident(job_owner)) as owned, p.prosecdef,
-         p.proconfig = array['search_path=pg_catalog, pg_temp'] as pinned, p.prosrc = mgr.frame_body() as body,
+         p.proconfig is not distinct from array['search_path=pg_catalog, pg_temp'] as pinned,  -- a reset one is null
+         p.prosrc = mgr.frame_body() as body,
          -- Its owner may grant it (owners can), which would lend the owner's rights: refused.
          not exists (select from aclexplode(p.proacl) a where a.grantee <> p.proowner) as unshared
     into f

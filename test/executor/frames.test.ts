@@ -139,6 +139,7 @@ describe("a job's code cannot change roles: it runs in its owner's frame", () =>
   test.each([
     ['made SECURITY INVOKER', (frame: string) => `alter function ${frame} security invoker`],
     ['given another search_path', (frame: string) => `alter function ${frame} set search_path = mal, pg_catalog`],
+    ['stripped of its search_path', (frame: string) => `alter function ${frame} reset all`],
     ['granted to another user', (frame: string) => `grant execute on function ${frame} to "${db().role('bob')}"`],
   ])('a frame its owner %s runs nothing: scheduling is refused (HC204), a job scheduled before is rejected', async (_how, alter) => {
     const frame = `frames."${db().role('alice')}"(text, text[])`;
