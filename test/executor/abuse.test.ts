@@ -34,11 +34,11 @@ describe('jobs that abuse their connection or the executor', () => {
       create function abuse.terminate_executor() returns bigint security definer set search_path = pg_catalog, pg_temp
         language sql as $$
           select count(*) from pg_stat_activity
-           where application_name like 'hardcron executor%' and pid <> pg_backend_pid() and pg_terminate_backend(pid) $$;
+           where datname = current_database() and application_name like 'hardcron executor%' and pid <> pg_backend_pid() and pg_terminate_backend(pid) $$;
       create function abuse.cancel_executor() returns bigint security definer set search_path = pg_catalog, pg_temp
         language sql as $$
           select count(*) from pg_stat_activity
-           where application_name like 'hardcron executor%' and pid <> pg_backend_pid() and pg_cancel_backend(pid) $$;
+           where datname = current_database() and application_name like 'hardcron executor%' and pid <> pg_backend_pid() and pg_cancel_backend(pid) $$;
       create function abuse.million() returns setof int security definer set search_path = pg_catalog, pg_temp
         language sql as $$ select generate_series(1, 1000000) $$;
       create function abuse.huge() returns text security definer set search_path = pg_catalog, pg_temp
@@ -82,7 +82,8 @@ describe('jobs that abuse their connection or the executor', () => {
       await holder.query('begin; lock table abuse.locked in access exclusive mode');
       const blocked = await runNow(alice, 'abuse.wait_for_lock()', [], { timeout_seconds: 3 });
       await waitFor(db(), `select count(*) = 1 as done from pg_stat_activity
-                            where application_name like 'hardcron executor%' and wait_event_type = 'Lock'`);
+                            where datname = current_database() and application_name like 'hardcron executor%'
+                              and wait_event_type = 'Lock'`);
       const beside = await runNow(alice, 'abuse.note(text)', ['beside the blocked job']);
       expect((await finishedRuns(db(), beside))[0]?.status).toBe('succeeded');
       expect(await statusOf(blocked)).toBe('running'); // still waiting while the other one ran

@@ -111,7 +111,7 @@ describe('the executor runs jobs as their owners and records one outcome per run
 
   test('a backend killed under a running job: the executor reconnects, records the run, and goes on', async () => {
     const slow = await runNow(alice, 'jobs.sleep(float8)', [30]);
-    const runningBatch = `from pg_stat_activity where application_name like 'hardcron executor%' and state = 'active'
+    const runningBatch = `from pg_stat_activity where datname = current_database() and application_name like 'hardcron executor%' and state = 'active'
                           and query like '%executor.run(%' and pid <> pg_backend_pid()`;
     await waitFor(db(), `select count(*) = 1 as done ${runningBatch}`);
     await db().admin.query(`select pg_terminate_backend(pid) ${runningBatch}`);
