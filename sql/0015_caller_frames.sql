@@ -132,8 +132,9 @@ $frames$;
 select set_config('role', current_database() || '$code', true);
 
 -- Null when the job owner's frame is intact (locked until the end of the transaction, so that
--- ALTER FUNCTION by anybody else waits), else what is wrong with it.
-create function code.frame_problem(job_owner text)
+-- ALTER FUNCTION by anybody else waits), else what is wrong with it. owner_oid: the owner's
+-- role, as the eligibility check has already looked it up.
+create function code.frame_problem(job_owner text, owner_oid oid)
   returns text
   language plpgsql
   volatile  -- it locks, then reads the catalog with a fresh snapshot
@@ -146,7 +147,7 @@ begin
   if frame_oid is null or not mgr.lock_function_definition(frame_oid) then
     return 'no frame';
   end if;
-  select p.proowner = to_regrole(quote_ident(job_owner)) as owned, p.prosecdef,
+  select p.proowner = owner_oid as owned, p.prosecdef,
          p.proconfig is not distinct from array['search_path=pg_catalog, pg_temp'] as pinned,  -- a reset one is null
          p.prosrc = mgr.frame_body() as body,
          -- Its owner may grant it (owners can), which would lend the owner's rights: refused.
@@ -237,7 +238,7 @@ begin
                                                        quote_ident(current_database() || '$job_scheduler')));
   end if;
   -- Rule 1 also needs somewhere safe to run the owner's jobs: its frame, locked like the function.
-  problem := code.frame_problem(job_owner);
+  problem := code.frame_problem(job_owner, f.owner_oid);
   if problem is not null then
     return code.refuse('owner_not_eligible', 1, format('role %s has no intact frame to run jobs in (%s): an administrator can call mgr.create_frame(%L)',
                                                        quote_ident(job_owner), problem, job_owner));

@@ -4,6 +4,7 @@ import type { Executor } from '../../server/executor/executor.ts';
 import { useTestDatabase } from '../support/database.ts';
 import { finishedRuns, runNow, startExecutor, waitFor, type RunRecord } from '../support/executor.ts';
 import { createOwner } from '../support/jobs.ts';
+import { schedule } from '../support/threats.ts';
 
 /** THREATS 19: jobs that schedule jobs do so as their owner would, and cannot grow without bound. */
 describe('a job that schedules jobs', () => {
@@ -51,13 +52,11 @@ describe('a job that schedules jobs', () => {
   });
 
   test("manages jobs as the job's owner: its own jobs change, another owner's are not found (HC211) and stay as they were", async () => {
-    const schedule = async (client: pg.Client, signature: string, args: unknown[] = []): Promise<string> =>
-      (await client.query<{ id: string }>(`select id from api.schedule_job($1, $2, schedule => '0 3 * * *')`, [signature, JSON.stringify(args)]))
-        .rows[0]?.id as string;
+    const scheduled = async (client: pg.Client, signature: string): Promise<string> => (await schedule(client, signature)).id;
     const jobState = async (id: string): Promise<unknown> =>
       (await db().admin.query('select enabled, name, extra_run_at, updated_at from data.jobs where id = $1', [id])).rows[0];
-    const own = { pause: await schedule(alice, 'storm.spawn()'), update: await schedule(alice, 'storm.spawn()'), unschedule: await schedule(alice, 'storm.spawn()') };
-    const bobsJob = await schedule(bob, 'bobs.noop()');
+    const own = { pause: await scheduled(alice, 'storm.spawn()'), update: await scheduled(alice, 'storm.spawn()'), unschedule: await scheduled(alice, 'storm.spawn()') };
+    const bobsJob = await scheduled(bob, 'bobs.noop()');
     const bobsBefore = await jobState(bobsJob);
 
     for (const [action, target] of Object.entries(own)) {
