@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { useTestDatabase } from '../support/database.ts';
 import {
   count,
-  createOwnerRole,
+  createNoteOwner,
   executeNow,
   failureOf,
   fullErrorOf,
@@ -30,16 +30,10 @@ describe('identity and name-resolution threats', () => {
 
   beforeAll(async () => {
     for (const owner of ['alice_fns', 'bob_fns', 'caps_fns']) {
-      await createOwnerRole(db(), owner, `
-        create schema ${owner};
-        create table ${owner}.calls (arg text, by_role text default current_user);
-        grant usage on schema ${owner} to public;
+      await createNoteOwner(db(), owner, `
         grant insert on ${owner}.calls to public;
         create function ${owner}.f(x integer) returns void security definer set search_path = pg_catalog, pg_temp
-          language sql as $$ insert into ${owner}.calls (arg) values (x) $$;
-        create function ${owner}.note(x text) returns void security definer set search_path = pg_catalog, pg_temp
-          language sql as $$ insert into ${owner}.calls (arg) values (x) $$;
-      `);
+          language sql as $$ insert into ${owner}.calls (arg) values (x) $$;`);
     }
     await db().addUser('alice', { scheduler: true, memberOf: ['alice_fns'] });
     await db().addUser('bob', { scheduler: true, memberOf: ['bob_fns'] });

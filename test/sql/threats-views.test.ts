@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, test } from 'vitest';
 import type pg from 'pg';
 import { useTestDatabase } from '../support/database.ts';
-import { collectNotices, count, createOwnerRole, failureOf, fullErrorOf, schedule, setLocalRole, transaction, type JobRow } from '../support/threats.ts';
+import { collectNotices, count, createNoteOwner, failureOf, fullErrorOf, schedule, setLocalRole, transaction, type JobRow } from '../support/threats.ts';
 
 /**
  * THREATS.md C.20-22 and F.31-32: api.jobs and api.job_runs show a row only to roles with the
@@ -20,13 +20,7 @@ describe('the api views under attack', () => {
 
   beforeAll(async () => {
     for (const owner of ['alice_fns', 'bob_fns', 'dora_fns', 'gone_fns']) {
-      await createOwnerRole(db(), owner, `
-        create schema ${owner};
-        create table ${owner}.calls (arg text, by_role text default current_user);
-        grant usage on schema ${owner} to public;
-        create function ${owner}.note(x text) returns void security definer set search_path = pg_catalog, pg_temp
-          language sql as $$ insert into ${owner}.calls (arg) values (x) $$;
-      `);
+      await createNoteOwner(db(), owner);
     }
     await db().addUser('alice', { scheduler: true, memberOf: ['alice_fns', 'gone_fns'] });
     await db().addUser('bob', { scheduler: true, memberOf: ['bob_fns'] });

@@ -85,6 +85,20 @@ export async function createOwner(db: TestDatabase, nickname: string, body: stri
   await createOwnerRole(db, nickname, `create schema ${nickname}; ${body}`);
 }
 
+/**
+ * An owner role `$<owner>` with schema `<owner>`, a table `<owner>.calls (arg, by_role)` and the
+ * job function `<owner>.note(text)` that records its argument there, plus `extra` run as the owner.
+ */
+export async function createNoteOwner(db: TestDatabase, owner: string, extra = ''): Promise<void> {
+  await createOwnerRole(db, owner, `
+    create schema ${owner};
+    create table ${owner}.calls (arg text, by_role text default current_user);
+    grant usage on schema ${owner} to public;
+    create function ${owner}.note(x text) returns void security definer set search_path = pg_catalog, pg_temp
+      language sql as $$ insert into ${owner}.calls (arg) values (x) $$;
+    ${extra}`);
+}
+
 export async function countRows(db: TestDatabase, table: string): Promise<number> {
   return (await db.admin.query<{ n: number }>(`select count(*)::int as n from ${table}`)).rows[0]?.n ?? -1;
 }

@@ -8,7 +8,7 @@ import type pg from 'pg';
 import type { TestDatabase } from './database.ts';
 import { setLocalRole, transaction, type JobRow } from './jobs.ts';
 
-export { createOwnerRole, failureOf, setLocalRole, transaction, type Failure, type JobRow } from './jobs.ts';
+export { createNoteOwner, createOwnerRole, failureOf, setLocalRole, transaction, type Failure, type JobRow } from './jobs.ts';
 
 /** What code.check_eligibility says about a stored job. */
 export interface Verdict {
