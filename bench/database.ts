@@ -5,10 +5,12 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { startEmbeddedCluster } from '../server/db/embedded.ts';
 import { migrate } from '../server/db/migrate.ts';
+import { sessionConfig } from '../server/db/session.ts';
 import { parseDatabaseUrl, withDatabase } from '../server/db/targets.ts';
 
 export async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
+  // Pinned like every hardcron session, the baselines included, so that they compare like with like.
+  const client = new pg.Client(sessionConfig(url, 'hardcron bench'));
   await client.connect();
   try {
     return await work(client);

@@ -26,6 +26,7 @@ import pg from 'pg';
 import { withBenchDatabase, withClient } from './database.ts';
 import { pino } from 'pino';
 import { startGraphQLServer, type RunningGraphQLServer } from '../server/api/server.ts';
+import { sessionConfig } from '../server/db/session.ts';
 
 function setting(name: string, fallback: number, integer = false): number {
   const value = Number(process.env[name] ?? fallback);
@@ -153,9 +154,11 @@ async function measure(adminUrl: string, authenticatorUrl: string, database: str
     logger: pino({ level: 'warn' }, pino.destination(2)),
     port: 0,
     poolSize: CONCURRENCY,
+    // One user makes every request here: give it the whole pool, as the raw path has.
+    connectionsPerUser: CONCURRENCY,
   });
   const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
-  const pool = new pg.Pool({ connectionString: authenticatorUrl, max: CONCURRENCY, application_name: 'hardcron bench raw' });
+  const pool = new pg.Pool({ ...sessionConfig(authenticatorUrl, 'hardcron bench raw'), max: CONCURRENCY });
   try {
     const body = JSON.stringify({ query: QUERY });
     const viaGraphQL = async (): Promise<Job[]> => {

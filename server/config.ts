@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
 import { parseDatabaseUrl } from './db/targets.ts';
+import { durationSeconds } from './api/tokens.ts';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -27,6 +28,21 @@ export function booleanValue(name: string, value: string | undefined): boolean |
   if (['true', '1'].includes(value)) return true;
   if (['false', '0'].includes(value)) return false;
   throw new ConfigError('HC_CONFIG_INVALID', `${name} must be true or false, not ${JSON.stringify(value)}`);
+}
+
+const DURATION_RULE = 'must be a duration such as 3600s, 90m, 24h or 7d (at most 30d)';
+
+/**
+ * JWT_MAX_TTL in seconds (undefined when unset): the longest lifetime of a token the server
+ * accepts and `hardcron token` issues. Resolved here once, then passed on as an option.
+ */
+export function jwtMaxTtlSeconds(env: Env): number | undefined {
+  const value = env.JWT_MAX_TTL;
+  if (value === undefined || value === '') return undefined;
+  const seconds = durationSeconds(value);
+  // Named, never echoed, like every other variable (see checkEnvironment).
+  if (seconds === undefined) throw new ConfigError('HC_CONFIG_INVALID', `JWT_MAX_TTL ${DURATION_RULE}`);
+  return seconds;
 }
 
 /**
@@ -62,9 +78,15 @@ export const ENV_SCHEMA = z.object({
   JWKS_URL: z.string().refine((value) => /^https?:\/\/\S+$/.test(value), 'must be an http(s) URL'),
   JWT_AUDIENCE: text,
   JWT_ISSUER: text,
+  JWT_MAX_TTL: z.string().refine((value) => durationSeconds(value) !== undefined, DURATION_RULE),
   PORT: port,
   HOST: text,
   HARDCRON_SERVER_POOL_SIZE: whole(1, 1000),
+  HARDCRON_SERVER_STATEMENT_TIMEOUT_MS: whole(1, 3_600_000),
+  HARDCRON_SERVER_LOCK_TIMEOUT_MS: whole(1, 3_600_000),
+  HARDCRON_SERVER_CONNECTIONS_PER_USER: whole(1, 1000),
+  HARDCRON_SERVER_QUEUE_PER_USER: whole(0, 100_000),
+  HARDCRON_MIGRATE_LOCK_TIMEOUT_MS: whole(1, 86_400_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
 }).partial();
 

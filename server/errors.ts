@@ -20,3 +20,6 @@ export class DatabaseTargetError extends HardcronError {}
 
 /** A migration could not be applied, or the database disagrees with the migration files. */
 export class MigrationError extends HardcronError {}
+
+/** A GraphQL request was refused by one of the server's per-user limits (HC_BUSY). */
+export class LimitError extends HardcronError {}

@@ -13,6 +13,11 @@ export interface AuthOptions {
   readonly issuer?: string | undefined;
   /** Clock skew tolerated for `exp` and `nbf`, in seconds (default 30, at most 30). */
   readonly clockToleranceSeconds?: number | undefined;
+  /**
+   * The longest lifetime of a token accepted, in seconds (default 24 h; JWT_MAX_TTL): `exp - iat`,
+   * and never more than that from now.
+   */
+  readonly maxTtlSeconds?: number | undefined;
 }
 
 /** Who a request runs as. */
@@ -37,6 +42,7 @@ export class AuthError extends HardcronError {
 
 export const MIN_SECRET_BYTES = 32;
 export const MAX_CLOCK_TOLERANCE_SECONDS = 30;
+export const DEFAULT_MAX_TTL_SECONDS = 24 * 3600;
 
 /** hardcron's own roles: a token can never name them (mirrors mgr.local_role_name). */
 const RESERVED_NICKNAMES = new Set(['mgr', 'data', 'code', 'api', 'client', 'job_scheduler', 'executor', 'authenticator', 'anonymous']);
@@ -55,6 +61,10 @@ export function createTokenVerifier(options: AuthOptions, database: string): Ver
   if (!Number.isInteger(tolerance) || tolerance < 0 || tolerance > MAX_CLOCK_TOLERANCE_SECONDS) {
     throw new ConfigError('HC_CONFIG_INVALID', `the JWT clock tolerance must be 0 to ${MAX_CLOCK_TOLERANCE_SECONDS} seconds`);
   }
+  const maxTtl = options.maxTtlSeconds ?? DEFAULT_MAX_TTL_SECONDS;
+  if (!Number.isInteger(maxTtl) || maxTtl <= 0) {
+    throw new ConfigError('HC_CONFIG_INVALID', 'the longest token lifetime (JWT_MAX_TTL) must be a positive whole number of seconds');
+  }
   if (options.secret === undefined && options.jwksUrl === undefined) {
     throw new ConfigError('HC_CONFIG_MISSING', 'JWT_SECRET or JWKS_URL is not set: the server needs a way to verify tokens');
   }
@@ -71,6 +81,7 @@ export function createTokenVerifier(options: AuthOptions, database: string): Ver
     if (authorization === undefined || authorization === '') return anonymous;
     const token = bearerToken(authorization);
     const claims = await verifyToken(token, hmacKey, jwks, options, tolerance);
+    checkLifetime(claims, maxTtl, tolerance);
     const nickname = nicknameOf(claims.role, maxNicknameLength);
     return { role: `${database}$${nickname}`, nickname, claims, expiresAt: (claims.exp as number) * 1000 };
   };
@@ -141,6 +152,32 @@ function describeVerifyError(error: unknown): AuthError {
   }
   if (error instanceof errors.JOSEError) return new AuthError('HC_AUTH_INVALID', 'the token is invalid');
   return new AuthError('HC_AUTH_UNAVAILABLE', 'tokens cannot be verified right now');
+}
+
+/**
+ * A stolen token is useful until it expires, so none may be valid for longer than `maxTtl`:
+ * neither issued for longer (`exp - iat`) nor valid for longer from now (`exp - now`, which is
+ * all there is without `iat`, and which also catches an `iat` set in the future). The issuer's
+ * clock may run ahead of ours by the tolerated skew, as for `exp` and `nbf`.
+ */
+function checkLifetime(claims: JWTPayload, maxTtl: number, tolerance: number): void {
+  const exp = claims.exp as number; // required and checked to be a number by jwtVerify
+  const now = Math.floor(Date.now() / 1000);
+  const issuedAt = typeof claims.iat === 'number' ? Math.min(claims.iat, now) : now;
+  if (exp - issuedAt > maxTtl + tolerance) {
+    throw new AuthError(
+      'HC_AUTH_TOKEN_TOO_LONG',
+      `the token is valid for longer than the ${formatDuration(maxTtl)} this server accepts: get a shorter one (hardcron token <nickname> --ttl ${formatDuration(maxTtl)}, or a shorter token lifetime at your identity provider)`,
+    );
+  }
+}
+
+/** Seconds as a duration in the syntax of `hardcron token --ttl` (`24h`, `90m`, `7d`). */
+export function formatDuration(seconds: number): string {
+  if (seconds % 86400 === 0 && seconds > 2 * 86400) return `${seconds / 86400}d`;
+  if (seconds % 3600 === 0) return `${seconds / 3600}h`;
+  if (seconds % 60 === 0) return `${seconds / 60}m`;
+  return `${seconds}s`;
 }
 
 /** The `role` claim is a nickname: a plain identifier that names none of hardcron's own roles. */

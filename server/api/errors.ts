@@ -22,16 +22,61 @@ interface PgErrorLike {
   detail?: unknown;
 }
 
+/** The per-request timeouts, named in the messages of the requests they stop. */
+export interface RequestTimeouts {
+  readonly statementTimeoutMs: number;
+  readonly lockTimeoutMs: number;
+}
+
+/**
+ * A request stopped by a per-request timeout (see limits.ts): SQLSTATE 57014 (query_canceled,
+ * here: statement_timeout) becomes HC_TIMEOUT, 55P03 (lock_not_available, here: lock_timeout)
+ * HC_LOCK_TIMEOUT, with a message that says what happened and what to do. Null otherwise.
+ */
+function timeoutError(code: unknown, timeouts: RequestTimeouts): { code: string; message: string } | null {
+  if (code === '57014') {
+    return {
+      code: 'HC_TIMEOUT',
+      message:
+        `the database stopped this request: it ran longer than the ${timeouts.statementTimeoutMs} ms a statement may take, ` +
+        'and what it had done was rolled back; try again later, or ask for less at once',
+    };
+  }
+  if (code === '55P03') {
+    return {
+      code: 'HC_LOCK_TIMEOUT',
+      message:
+        `the database stopped this request: it waited longer than ${timeouts.lockTimeoutMs} ms for a lock that another ` +
+        'transaction holds (something it needs, such as the same job or function, is being changed right now), ' +
+        'and what it had done was rolled back; try again shortly',
+    };
+  }
+  return null;
+}
+
 /**
  * grafserv's maskError: GraphQL's own errors (validation, coercion) and hardcron's database
- * errors pass with their message and `extensions.code`; anything else is logged with the request
- * id and reaches the client as "internal error" with that id only (no stack, no SQL).
+ * errors pass with their message and `extensions.code`; a request stopped by a timeout gets
+ * HC_TIMEOUT or HC_LOCK_TIMEOUT; anything else is logged with the request id and reaches the
+ * client as "internal error" with that id only (no stack, no SQL).
  */
-export function makeMaskError(logger: Logger): (error: GraphQLError) => GraphQLError {
+export function makeMaskError(logger: Logger, timeouts: RequestTimeouts): (error: GraphQLError) => GraphQLError {
   return (error) => {
     const original = error.originalError;
     if (!original || original instanceof GraphQLError) return error;
     const { code, hint } = original as PgErrorLike;
+    const timedOut = original instanceof HardcronError ? null : timeoutError(code, timeouts);
+    if (timedOut) {
+      logger.warn({ requestId: requestIds.getStore(), code: timedOut.code, path: error.path }, 'a GraphQL request was stopped by a timeout');
+      return new GraphQLError(timedOut.message, {
+        nodes: error.nodes,
+        source: error.source,
+        positions: error.positions,
+        path: error.path,
+        originalError: original,
+        extensions: { code: timedOut.code },
+      });
+    }
     if (original instanceof HardcronError || (typeof code === 'string' && isPublicSqlState(code))) {
       return new GraphQLError(original.message, {
         nodes: error.nodes,

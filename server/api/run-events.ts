@@ -1,155 +1,513 @@
+import type pg from 'pg';
 import type { WithPgClient } from 'postgraphile/@dataplan/pg';
 import { context, lambda, listen, type GrafastSubscriber } from 'postgraphile/grafast';
 import { extendSchema } from 'postgraphile/utils';
+import { HardcronError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
 import type { Identity } from './auth.ts';
 
-/** The channel the executor notifies on (sql/0010_executor.sql, code.notify_run). */
+/** The channel the executor notifies on (sql/0017_run_events.sql, code.notify_run); its payload is always empty. */
 export const RUN_EVENTS_CHANNEL = 'hardcron_run_events';
 
-/** Runs whose last delivered status a subscription remembers (to drop repeats). */
-const REMEMBERED_RUNS = 10_000;
+/** At most one question to the database per this many milliseconds, however many notifications arrive. */
+export const PUMP_INTERVAL_MS = 100;
+/** Ids one question reads at most (server.run_events_since refuses more). */
+const IDS_PER_QUESTION = 10_000;
+/** How long an id the log skipped (taken by a transaction not yet committed) is waited for. */
+const MISSING_FOR_MS = 10 * 60_000;
+/** Skipped ids remembered at most; the oldest are given up first. */
+const MAX_MISSING = 10_000;
+/**
+ * Ids (not events) a catch-up from `after` covers per statement: each statement then costs a
+ * bounded number of lookups, whatever the caller may see (api.job_run_events cannot return its
+ * rows in id order without reading the whole range first).
+ */
+const CATCH_UP_WINDOW = 5_000n;
+const MAX_BIGINT = 9223372036854775807n;
+
+/**
+ * A subscription the server refuses: `HC_AUTH_REQUIRED` (no token: run events are for users),
+ * `HC_BAD_ARGUMENT` (jobId or after is not a bigint), `HC_UNAVAILABLE` (the server is stopping).
+ */
+export class SubscriptionError extends HardcronError {}
+
+/**
+ * What one question to the log found: ids in (`from`, `to`] committed since the question before,
+ * except `missing` (taken by transactions that had not committed), and `late`: ids at or below
+ * `from` that were missing before and are committed now.
+ */
+export interface Announcement {
+  readonly from: bigint;
+  readonly to: bigint;
+  readonly missing: readonly bigint[];
+  readonly late: readonly bigint[];
+}
+
+/** Where the log stood when a listener registered; announcements cover everything after it. */
+export interface Registration {
+  readonly head: bigint;
+  readonly missing: readonly bigint[];
+  unregister(): void;
+}
+
+/**
+ * The server's one reader of the event log, shared by every subscription.
+ *
+ * It LISTENs on hardcron_run_events on one connection of the pool. A notification carries
+ * nothing and anyone may send one, so it only means "look": the pump looks at most once per
+ * PUMP_INTERVAL_MS, however many arrive, with one question as $authenticator
+ * (server.run_events_since: which event ids have committed since I last looked?). Only when the
+ * answer names new ids does it announce them, and only then does each subscription read, once,
+ * through api.job_run_events as its subscriber. A flood of forged notifications therefore costs
+ * one cheap question per interval and no subscriber reads at all.
+ *
+ * Identity values are taken at insert and committed later, so an event with a smaller id can
+ * commit after one with a larger id (a batch of runs commits after its last run; a claim may
+ * commit in between). A cursor "id > last seen" would skip it for good. So the pump remembers
+ * the ids it passed that were not committed yet (`missing`: the gaps below its head), asks
+ * about them again at each question, and announces each one once, when it commits. A gap is
+ * waited for MISSING_FOR_MS (a rolled-back id never commits), and at most MAX_MISSING are kept.
+ * Each id is announced exactly once, and an event of a run cannot be announced before the
+ * run's earlier events: its transaction began after theirs committed.
+ */
+export class RunEventPump {
+  private client: pg.PoolClient | null = null;
+  private connecting: Promise<void> | null = null;
+  private head: bigint | null = null;
+  /** Ids below the head not committed when last asked, with when they were first missed; oldest first. */
+  private readonly missing = new Map<bigint, number>();
+  private readonly listeners = new Set<(announcement: Announcement) => void>();
+  private timer: NodeJS.Timeout | undefined;
+  private asking = false;
+  private pending = false;
+  private lastAskedAt = 0;
+  private failures = 0;
+  private stopped = false;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly logger: Logger,
+    private readonly intervalMs = PUMP_INTERVAL_MS,
+  ) {}
+
+  /**
+   * Registers `listener` for every announcement from now on. Resolves once the pump listens,
+   * with the head and the missing ids as they stand: what is announced afterwards is exactly the
+   * ids above the head and those missing ids, as they commit.
+   */
+  async register(listener: (announcement: Announcement) => void): Promise<Registration> {
+    await this.listening();
+    this.listeners.add(listener);
+    return {
+      head: this.head as bigint,
+      missing: [...this.missing.keys()],
+      unregister: () => this.listeners.delete(listener),
+    };
+  }
+
+  /** The oldest logged event id (the newest + 1 when the log is empty): older ids were pruned. */
+  async oldest(): Promise<bigint> {
+    const { rows } = await this.pool.query<{ oldest: string }>('select b.oldest::text as oldest from server.run_events_bounds() b');
+    return BigInt(rows[0]?.oldest ?? '0');
+  }
+
+  /** Stops listening and releases the connection; registrations end. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.listeners.clear();
+    await this.connecting?.catch(() => {});
+    const client = this.client;
+    this.client = null;
+    client?.release(true);
+  }
+
+  private async listening(): Promise<void> {
+    for (;;) {
+      if (this.stopped) throw new SubscriptionError('HC_UNAVAILABLE', 'the server is stopping');
+      if (this.client && this.head !== null) return;
+      this.connecting ??= this.connect().finally(() => {
+        this.connecting = null;
+      });
+      await this.connecting;
+    }
+  }
+
+  private async connect(): Promise<void> {
+    const client = await this.pool.connect();
+    const onError = (error: Error): void => this.lost(client, error);
+    const onEnd = (): void => this.lost(client, new Error('the connection ended'));
+    client.on('error', onError);
+    client.on('end', onEnd);
+    client.on('notification', this.onNotification);
+    try {
+      await client.query(`listen ${RUN_EVENTS_CHANNEL}`);
+      // Read after LISTEN: whatever commits from here on is noticed.
+      if (this.head === null) {
+        const { rows } = await client.query<{ newest: string }>('select b.newest::text as newest from server.run_events_bounds() b');
+        this.head = BigInt(rows[0]?.newest ?? '0');
+      }
+    } catch (error) {
+      client.off('error', onError);
+      client.off('end', onEnd);
+      client.release(true);
+      throw error;
+    }
+    if (this.stopped) {
+      client.release(true);
+      return;
+    }
+    this.client = client;
+    this.poke(); // after a reconnection: whatever committed while nobody listened
+  }
+
+  private lost(client: pg.PoolClient, error: Error): void {
+    if (this.client !== client) return;
+    this.client = null;
+    client.release(true);
+    if (this.stopped) return;
+    this.logger.warn({ err: error }, 'run events: the listening connection was lost; reconnecting');
+    const retry = (attempt: number): void => {
+      if (this.stopped || this.client) return;
+      this.listening().catch((reconnectError: unknown) => {
+        this.logger.warn({ err: reconnectError }, 'run events: reconnecting failed');
+        setTimeout(() => retry(attempt + 1), Math.min(5_000, 100 * 2 ** attempt)).unref();
+      });
+    };
+    retry(0);
+  }
+
+  private readonly onNotification = (message: pg.Notification): void => {
+    if (message.channel === RUN_EVENTS_CHANNEL) this.poke();
+  };
+
+  /** Asks for a question: at most one per interval, never two at once. */
+  private poke(): void {
+    this.pending = true;
+    if (this.asking || this.timer !== undefined || this.stopped) return;
+    const backoff = this.failures === 0 ? 0 : Math.min(5_000, this.intervalMs * 2 ** this.failures);
+    const wait = Math.max(0, this.lastAskedAt + this.intervalMs + backoff - Date.now());
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.ask();
+    }, wait);
+  }
+
+  private async ask(): Promise<void> {
+    const client = this.client;
+    const after = this.head;
+    if (!client || after === null) return; // the reconnection asks again
+    this.asking = true;
+    this.pending = false;
+    this.lastAskedAt = Date.now();
+    try {
+      const { rows } = await client.query<{ id: string }>(
+        'select s.id::text as id from server.run_events_since($1::bigint, $2::bigint[], $3::integer) s',
+        [after.toString(), [...this.missing.keys()].map(String), IDS_PER_QUESTION],
+      );
+      this.failures = 0;
+      this.record(after, rows.map((row) => BigInt(row.id)));
+    } catch (error) {
+      if (!this.stopped) {
+        this.failures++;
+        this.pending = true;
+        this.logger.warn({ err: error }, 'run events: reading the log failed');
+      }
+    } finally {
+      this.asking = false;
+      if (this.pending) this.poke();
+    }
+  }
+
+  /** Takes an answer in, in one synchronous step (registrations see a consistent head), and announces it. */
+  private record(after: bigint, ids: readonly bigint[]): void {
+    const now = Date.now();
+    const fresh = ids.filter((id) => id > after).sort(compareIds);
+    const late = ids.filter((id) => id <= after && this.missing.delete(id)).sort(compareIds);
+    const to = fresh.at(-1) ?? after;
+    const missing: bigint[] = [];
+    let previous = after;
+    for (const id of fresh) {
+      // Ids skipped between two committed ones; a huge jump (an identity restarted higher) is capped.
+      const first = id - previous - 1n > BigInt(MAX_MISSING) ? id - BigInt(MAX_MISSING) : previous + 1n;
+      for (let gap = first; gap < id; gap++) missing.push(gap);
+      previous = id;
+    }
+    for (const gap of missing) this.missing.set(gap, now);
+    for (const [id, since] of this.missing) {
+      if (since >= now - MISSING_FOR_MS && this.missing.size <= MAX_MISSING) break;
+      this.missing.delete(id);
+    }
+    if (fresh.length === IDS_PER_QUESTION) this.pending = true; // more to read
+    this.head = to;
+    if (fresh.length === 0 && late.length === 0) return;
+    const announcement: Announcement = { from: after, to, missing, late };
+    for (const listener of this.listeners) listener(announcement);
+  }
+}
+
+function compareIds(a: bigint, b: bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
 
 type PgSettings = Record<string, string | undefined> | null | undefined;
 
 /**
- * `jobRunEvents(jobId)`: the run of each event, read again through api.job_runs as the
- * subscriber. NOTIFY payloads are not trusted (anyone may notify on any channel): an event only
- * names a run; what the subscriber receives is the row as it may see it now, and nothing at all
- * when it may not see it. A status already delivered for a run is not delivered twice. The
- * subscription ends when the subscriber's token expires.
+ * `jobRunEvents(jobId, after)`: the events of the runs the subscriber may see, each once, as
+ * `JobRunEvent` rows read through api.job_run_events as the subscriber. With `after`, the logged
+ * events past that id come first (a client resumes after the last id it received).
  */
-export const RunEventsPlugin = extendSchema((build) => {
-  const runs = build.pgResources.job_runs;
-  if (!runs) throw new Error('api.job_runs is missing from the schema: is the database migrated?');
-  return {
-    typeDefs: /* GraphQL */ `
-      extend type Subscription {
-        """
-        The runs of your jobs as they change state (running, then their outcome). With jobId, the
-        runs of that job only. Ends when your token expires.
-        """
-        jobRunEvents(jobId: BigInt): JobRun
-      }
-    `,
-    objects: {
-      Subscription: {
-        plans: {
-          jobRunEvents: {
-            subscribePlan(_$root, fieldArgs) {
-              const $subscriber = lambda(
-                [
-                  context().get('pgSubscriber'),
-                  context().get('withPgClient'),
-                  context().get('pgSettings'),
-                  context().get('hardcronIdentity'),
-                  fieldArgs.getRaw('jobId'),
-                ],
-                ([source, withPgClient, pgSettings, identity, jobId]) =>
-                  new VisibleRunEvents(
-                    source as GrafastSubscriber,
-                    withPgClient as WithPgClient,
-                    pgSettings as PgSettings,
-                    identity as Identity | undefined,
-                    jobId == null ? null : String(jobId),
-                  ),
-                true,
-              );
-              return listen($subscriber, RUN_EVENTS_CHANNEL, ($runId) => $runId);
-            },
-            plan($runId) {
-              return runs.get({ id: $runId });
+export function makeRunEventsPlugin(pump: RunEventPump): GraphileConfig.Plugin {
+  return extendSchema((build) => {
+    const events = build.pgResources.job_run_events;
+    if (!events) throw new Error('api.job_run_events is missing from the schema: is the database migrated?');
+    return {
+      typeDefs: /* GraphQL */ `
+        extend type Subscription {
+          """
+          State changes of the runs you may see: running when a run starts, then its outcome,
+          each once, in order for each run. With jobId, that job's runs only. With after (an
+          event id), the logged events after it come first: pass the last id you received to
+          resume. Needs a token; ends when the token expires.
+          """
+          jobRunEvents(jobId: BigInt, after: BigInt): JobRunEvent
+        }
+      `,
+      objects: {
+        Subscription: {
+          plans: {
+            jobRunEvents: {
+              subscribePlan(_$root, fieldArgs) {
+                const $subscriber = lambda(
+                  [
+                    context().get('withPgClient'),
+                    context().get('pgSettings'),
+                    context().get('hardcronIdentity'),
+                    fieldArgs.getRaw('jobId'),
+                    fieldArgs.getRaw('after'),
+                  ],
+                  ([withPgClient, pgSettings, identity, jobId, after]) =>
+                    new RunEventSubscriber(pump, withPgClient as WithPgClient, pgSettings as PgSettings, identity as Identity | undefined, {
+                      jobId: bigintArgument('jobId', jobId),
+                      after: bigintArgument('after', after),
+                    }),
+                  true,
+                );
+                return listen($subscriber, RUN_EVENTS_CHANNEL, ($id) => $id);
+              },
+              plan($id) {
+                return events.get({ id: $id });
+              },
             },
           },
         },
       },
-    },
-  };
-});
+    };
+  });
+}
 
-/** A subscriber that turns raw run events into the ids of runs this caller may see. */
-class VisibleRunEvents implements GrafastSubscriber {
-  private readonly delivered = new Map<string, string>();
+/** A GraphQL BigInt argument (a string) as a bigint, null when absent; an error (thrown at subscribe) otherwise. */
+function bigintArgument(name: string, value: unknown): bigint | null | SubscriptionError {
+  if (value === null || value === undefined) return null;
+  const text = typeof value === 'number' && Number.isSafeInteger(value) ? String(value) : value;
+  if (typeof text === 'string' && /^(0|[1-9][0-9]{0,18})$/.test(text) && BigInt(text) <= MAX_BIGINT) return BigInt(text);
+  return new SubscriptionError('HC_BAD_ARGUMENT', `${name} must be an id: a whole number from 0 to ${MAX_BIGINT}`);
+}
 
+interface Filter {
+  readonly jobId: bigint | null | SubscriptionError;
+  readonly after: bigint | null | SubscriptionError;
+}
+
+/** Turns a subscription request into a stream of the ids of events its subscriber may see. */
+class RunEventSubscriber implements GrafastSubscriber {
   constructor(
-    private readonly source: GrafastSubscriber,
+    private readonly pump: RunEventPump,
     private readonly withPgClient: WithPgClient,
     private readonly pgSettings: PgSettings,
     private readonly identity: Identity | undefined,
-    private readonly jobId: string | null,
+    private readonly filter: Filter,
   ) {}
 
-  async subscribe<TTopic extends string | number>(topic: TTopic): Promise<AsyncIterableIterator<string>> {
-    const events = await this.source.subscribe(topic);
-    return this.visibleRuns(events[Symbol.asyncIterator](), this.identity?.expiresAt ?? null);
+  async subscribe<TTopic extends string | number>(_topic: TTopic): Promise<AsyncIterableIterator<string>> {
+    // Each subscriber costs a read per announcement: only users (who can be held to account and
+    // whose token expires) may have one; $anonymous sees no runs anyway.
+    if (!this.identity || this.identity.nickname === null) {
+      throw new SubscriptionError('HC_AUTH_REQUIRED', 'subscriptions need a token: send "Authorization: Bearer <token>" in the connection parameters');
+    }
+    const { jobId, after } = this.filter;
+    if (jobId instanceof SubscriptionError) throw jobId;
+    if (after instanceof SubscriptionError) throw after;
+    const stream = new EventStream(this.withPgClient, this.pgSettings, jobId, after, this.identity.expiresAt);
+    await stream.start(this.pump);
+    return stream;
+  }
+}
+
+const DONE: IteratorReturnResult<undefined> = Object.freeze({ value: undefined, done: true });
+
+/**
+ * One subscription's events, read through api.job_run_events as its subscriber: first the
+ * logged ones past `after` (page by page, up to where the pump stood when it registered), then,
+ * for every announcement, one read of the announced ids. Written as an iterator rather than a
+ * generator so that ending the subscription (return()) takes effect while it waits.
+ */
+class EventStream implements AsyncIterableIterator<string> {
+  private readonly ready: string[] = [];
+  private readonly announcements: Announcement[] = [];
+  private registration: Registration | null = null;
+  private catchUp: { cursor: bigint; upTo: bigint; skip: readonly bigint[] } | null = null;
+  private wake: (() => void) | null = null;
+  private readonly expiry: { cancel(): void } | null;
+  private closed = false;
+
+  constructor(
+    private readonly withPgClient: WithPgClient,
+    private readonly pgSettings: PgSettings,
+    private readonly jobId: bigint | null,
+    private readonly after: bigint | null,
+    expiresAt: number | null,
+  ) {
+    // The subscription ends when the token expires (at once for one already expired within the
+    // clock skew the server tolerates).
+    this.expiry = expiresAt === null ? null : atTime(expiresAt, () => this.close());
   }
 
-  private async *visibleRuns(events: AsyncIterator<unknown>, expiresAt: number | null): AsyncIterableIterator<string> {
-    const expiry = expiresAt === null ? null : untilExpiry(expiresAt);
+  async start(pump: RunEventPump): Promise<void> {
+    try {
+      this.registration = await pump.register((announcement) => {
+        this.announcements.push(announcement);
+        this.wake?.();
+      });
+    } catch (error) {
+      this.close();
+      throw error;
+    }
+    if (this.closed) {
+      this.registration.unregister();
+      return;
+    }
+    if (this.after !== null) {
+      const { head, missing } = this.registration;
+      // The log up to the head, without the ids still missing there: those are announced when
+      // they commit, so nothing is read twice. Pruned ids are skipped, not walked.
+      const oldest = await pump.oldest();
+      const cursor = oldest - 1n > this.after ? oldest - 1n : this.after;
+      if (cursor < head) this.catchUp = { cursor, upTo: head, skip: missing };
+    }
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<string> {
+    return this;
+  }
+
+  async next(): Promise<IteratorResult<string>> {
     try {
       for (;;) {
-        const next = expiry ? await Promise.race([events.next(), expiry.promise]) : await events.next();
-        if (next === EXPIRED || next.done) return;
-        const runId = runIdOf(next.value);
-        if (runId === null) continue;
-        const status = await this.visibleStatus(runId);
-        if (status === null || this.delivered.get(runId) === status) continue;
-        this.remember(runId, status);
-        yield runId;
+        if (this.closed) return DONE;
+        const id = this.ready.shift();
+        if (id !== undefined) return { value: id, done: false };
+        if (this.catchUp) {
+          await this.readCatchUpPage(this.catchUp);
+        } else if (this.announcements.length > 0) {
+          await this.readAnnounced(this.announcements.splice(0));
+        } else {
+          await this.sleep();
+        }
       }
-    } finally {
-      expiry?.cancel();
-      await events.return?.();
+    } catch (error) {
+      this.close();
+      throw error;
     }
   }
 
-  /** The run's status as the subscriber sees it through api.job_runs, or null when it cannot. */
-  private async visibleStatus(runId: string): Promise<string | null> {
-    const { rows } = await this.withPgClient(this.pgSettings ?? null, (client) =>
-      client.query<{ status: string }>({
-        text: `select r.status from api.job_runs r where r.id = $1::bigint and ($2::bigint is null or r.job_id = $2::bigint)`,
-        values: [runId, this.jobId],
-      }),
+  async return(): Promise<IteratorResult<string>> {
+    this.close();
+    return DONE;
+  }
+
+  async throw(error: unknown): Promise<IteratorResult<string>> {
+    this.close();
+    throw error;
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.registration?.unregister();
+    this.expiry?.cancel();
+    this.wake?.();
+  }
+
+  /** Until an announcement arrives or the subscription ends (its client left, its token expired). */
+  private sleep(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.wake = () => {
+        this.wake = null;
+        resolve();
+      };
+    });
+  }
+
+  /** The next window of the catch-up: one statement over at most CATCH_UP_WINDOW ids. */
+  private async readCatchUpPage(catchUp: { cursor: bigint; upTo: bigint; skip: readonly bigint[] }): Promise<void> {
+    const upper = catchUp.cursor + CATCH_UP_WINDOW < catchUp.upTo ? catchUp.cursor + CATCH_UP_WINDOW : catchUp.upTo;
+    const ids = await this.read(
+      `select e.id::text as id from api.job_run_events e
+        where e.id operator(pg_catalog.>) $1::bigint and e.id operator(pg_catalog.<=) $2::bigint
+          and e.id operator(pg_catalog.<>) all ($3::bigint[])
+          and ($4::bigint is null or e.job_id operator(pg_catalog.=) $4::bigint)
+        order by e.id`,
+      [catchUp.cursor.toString(), upper.toString(), catchUp.skip.map(String), this.jobId?.toString() ?? null],
     );
-    return rows[0]?.status ?? null;
+    catchUp.cursor = upper;
+    if (upper >= catchUp.upTo) this.catchUp = null;
+    this.ready.push(...ids);
   }
 
-  private remember(runId: string, status: string): void {
-    this.delivered.delete(runId);
-    this.delivered.set(runId, status);
-    if (this.delivered.size > REMEMBERED_RUNS) {
-      const oldest = this.delivered.keys().next().value;
-      if (oldest !== undefined) this.delivered.delete(oldest);
-    }
+  /** One read for any number of announcements (consecutive: each starts where the one before ended). */
+  private async readAnnounced(announcements: readonly Announcement[]): Promise<void> {
+    const first = announcements[0];
+    const last = announcements.at(-1);
+    if (!first || !last) return;
+    // A resumed subscription has already received the announced range up to `after`.
+    const from = this.after !== null && this.after > first.from ? this.after : first.from;
+    const ids = await this.read(
+      `select e.id::text as id from api.job_run_events e
+        where ((e.id operator(pg_catalog.>) $1::bigint and e.id operator(pg_catalog.<=) $2::bigint
+                and e.id operator(pg_catalog.<>) all ($3::bigint[]))
+               or e.id operator(pg_catalog.=) any ($4::bigint[]))
+          and ($5::bigint is null or e.job_id operator(pg_catalog.=) $5::bigint)
+        order by e.id`,
+      [
+        from.toString(),
+        last.to.toString(),
+        announcements.flatMap((a) => a.missing.map(String)),
+        announcements.flatMap((a) => a.late.map(String)),
+        this.jobId?.toString() ?? null,
+      ],
+    );
+    this.ready.push(...ids);
+  }
+
+  /** Ids of events the subscriber may see, read as the subscriber in a transaction of its own. */
+  private async read(text: string, values: unknown[]): Promise<string[]> {
+    const { rows } = await this.withPgClient(this.pgSettings ?? null, (client) => client.query<{ id: string }>({ text, values }));
+    return this.closed ? [] : rows.map((row) => row.id);
   }
 }
 
-const EXPIRED = Symbol('expired');
 const MAX_TIMER_MS = 2 ** 31 - 1;
-const MAX_BIGINT = 9223372036854775807n;
 
-function untilExpiry(expiresAt: number): { promise: Promise<typeof EXPIRED>; cancel(): void } {
+/** Calls `then` at `time` (ms since the epoch; at once if it has passed), unless cancelled. */
+function atTime(time: number, then: () => void): { cancel(): void } {
   let timer: NodeJS.Timeout | undefined;
-  const promise = new Promise<typeof EXPIRED>((resolve) => {
-    // setTimeout fires at once for delays beyond 2^31-1 ms: re-arm until the time has come.
-    const arm = (): void => {
-      const left = expiresAt - Date.now();
-      if (left <= 0) resolve(EXPIRED);
-      else timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
-    };
-    arm();
-  });
-  return { promise, cancel: () => clearTimeout(timer) };
-}
-
-/** The run id of a NOTIFY payload `{"run_id": …}`, or null for anything else. */
-function runIdOf(payload: unknown): string | null {
-  if (typeof payload !== 'string' || payload.length > 1000) return null;
-  try {
-    const runId: unknown = (JSON.parse(payload) as { run_id?: unknown }).run_id;
-    const text = typeof runId === 'number' && Number.isSafeInteger(runId) ? String(runId) : runId;
-    // A forged id outside bigint must not make the re-read fail for every subscriber.
-    return typeof text === 'string' && /^[1-9][0-9]{0,18}$/.test(text) && BigInt(text) <= MAX_BIGINT ? text : null;
-  } catch {
-    return null;
-  }
+  // setTimeout fires at once for delays beyond 2^31-1 ms: re-arm until the time has come.
+  const arm = (): void => {
+    const left = time - Date.now();
+    if (left <= 0) then();
+    else timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
+  };
+  arm();
+  return { cancel: () => clearTimeout(timer) };
 }

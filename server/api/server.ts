@@ -4,19 +4,27 @@ import type { AddressInfo, Socket } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import pg from 'pg';
 import { postgraphile, type PostGraphileInstance } from 'postgraphile';
-import { PgSubscriber } from 'postgraphile/adaptors/pg';
 import { grafserv } from 'postgraphile/grafserv/express/v4';
+import { pinSearchPath } from '../db/connect.ts';
+import { sessionConfig } from '../db/session.ts';
 import { checkRuntimeLogin } from '../db/login.ts';
 import type { Logger } from '../logger.ts';
 import { AuthError, createTokenVerifier, type AuthOptions } from './auth.ts';
 import { requestIds } from './errors.ts';
 import { makePreset } from './graphile.config.ts';
+import { RunEventPump } from './run-events.ts';
 import { ServerMetrics } from './metrics.ts';
 import { DEFAULT_QUERY_LIMITS, type QueryLimits } from './guards.ts';
 import { RequestIdentities } from './identity.ts';
+import { resolveRequestLimits, type RequestLimits } from './limits.ts';
 import { UserDirectory } from './users.ts';
 
-export interface GraphQLServerOptions {
+/**
+ * The server's settings. The request limits (`statementTimeoutMs`, `lockTimeoutMs`,
+ * `connectionsPerUser`, `queuedPerUser`; see limits.ts) default to 15 s, 5 s, a quarter of the
+ * pool and 50.
+ */
+export interface GraphQLServerOptions extends Partial<RequestLimits> {
   /** Logs in as the database's $authenticator (never a superuser). */
   readonly connectionString: string;
   readonly auth: AuthOptions;
@@ -43,19 +51,27 @@ export interface RunningGraphQLServer {
 /** Starts the GraphQL server: express 5, grafserv, PostGraphile over schema api. */
 export async function startGraphQLServer(options: GraphQLServerOptions): Promise<RunningGraphQLServer> {
   const { logger } = options;
-  const pool = new pg.Pool({ connectionString: options.connectionString, max: options.poolSize ?? 10, application_name: 'hardcron server' });
+  // Checked before anything connects: a bad limit is a ConfigError naming it.
+  const requestLimits = resolveRequestLimits(options.poolSize ?? 10, options);
+  const pool = new pg.Pool({
+    ...sessionConfig(options.connectionString, 'hardcron server'),
+    max: options.poolSize ?? 10,
+    // pg-pool awaits this before it hands out a new connection (the types say void).
+    onConnect: pinSearchPath,
+  });
   pool.on('error', (error) => logger.warn({ err: error }, 'an idle database connection failed'));
-  const pgSubscriber = new PgSubscriber(pool);
+  const runEvents = new RunEventPump(pool, logger);
   try {
     const database = await checkRuntimeLogin(pool, 'authenticator', 'the server', options.connectionString);
-    const identities = new RequestIdentities(createTokenVerifier(options.auth, database), new UserDirectory(pool));
+    const identities = new RequestIdentities(createTokenVerifier(options.auth, database), new UserDirectory(pool, database));
     const pgl = postgraphile(
       makePreset({
         pool,
-        pgSubscriber,
+        runEvents,
         database,
         identities,
         limits: { ...DEFAULT_QUERY_LIMITS, ...options.limits },
+        requestLimits,
         maxRequestBytes: options.maxRequestBytes ?? 100_000,
         logger,
       }),
@@ -109,14 +125,14 @@ export async function startGraphQLServer(options: GraphQLServerOptions): Promise
         await closed;
         logger.debug('stopping: releasing PostGraphile');
         await pgl.release(); // releases grafserv too, but not the database service
-        pgSubscriber.release();
+        await runEvents.stop();
         logger.debug('stopping: closing the pool');
         await pool.end();
         logger.info('GraphQL server stopped');
       },
     };
   } catch (error) {
-    pgSubscriber.release();
+    await runEvents.stop();
     await pool.end().catch(() => {});
     throw error;
   }

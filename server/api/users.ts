@@ -14,7 +14,11 @@ const MAX_ENTRIES = 10_000;
 export class UserDirectory {
   private readonly answers = new Map<string, { known: boolean; until: number }>();
 
-  constructor(private readonly pool: pg.Pool) {}
+  /** `database`: role names are `<database>$<nickname>`. */
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly database: string,
+  ) {}
 
   async requireAssumable(identity: Identity): Promise<void> {
     if (identity.nickname === null) return; // $anonymous is granted at installation
@@ -35,9 +39,9 @@ export class UserDirectory {
                        where m.roleid = r.oid and m.member = (select oid from pg_catalog.pg_roles where rolname = current_user))
           and exists (select from pg_catalog.pg_auth_members m
                        where m.member = r.oid
-                         and m.roleid = (select oid from pg_catalog.pg_roles where rolname = current_database() || '$client')) as assumable
-         from pg_catalog.pg_roles r where r.rolname = $1`,
-      [role],
+                         and m.roleid = (select oid from pg_catalog.pg_roles where rolname = $2::name)) as assumable
+         from pg_catalog.pg_roles r where r.rolname = $1::name`,
+      [role, `${this.database}$client`],
     );
     const known = rows[0]?.assumable === true;
     if (this.answers.size >= MAX_ENTRIES) this.answers.clear();

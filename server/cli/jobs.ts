@@ -4,6 +4,20 @@ import { openAdminTarget } from '../db/targets.ts';
 import { ConfigError } from '../errors.ts';
 import type { Command } from './command.ts';
 
+interface JobRow {
+  id: string;
+  owner: string;
+  name: string | null;
+  function_signature: string;
+  schedule: string | null;
+  time_zone: string;
+  run_at: Date | null;
+  enabled: boolean;
+  next_run_at: Date | null;
+  last_status: string | null;
+  last_run_at: Date | null;
+}
+
 interface JobLine {
   id: string;
   owner: string;
@@ -33,17 +47,14 @@ HARDCRON_DATA_DIR (default .hardcron/).`,
     const target = await openAdminTarget();
     let rows: JobLine[];
     try {
+      // Plain columns, formatted here: the admin's session resolves no operator or function.
       rows = await withAdminTransaction(target.adminUrl, null, async (client) =>
-        (await client.query<JobLine>(
-          `select j.id, split_part(j.owner, '$', 2) as owner, j.name, j.function_signature,
-                  coalesce(j.schedule || ' ' || j.time_zone, 'at ' || to_char(j.run_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC') as when,
-                  j.enabled,
-                  to_char(j.next_run_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS') as next_run_at,
-                  j.last_status,
-                  to_char(j.last_run_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS') as last_run_at
-             from api.jobs j order by j.id desc limit $1`,
+        (await client.query<JobRow>(
+          `select j.id, j.owner, j.name, j.function_signature, j.schedule, j.time_zone, j.run_at, j.enabled,
+                  j.next_run_at, j.last_status, j.last_run_at
+             from api.jobs j order by j.id desc limit $1::integer`,
           [limit],
-        )).rows,
+        )).rows.map(toLine),
       );
     } finally {
       await target.stop();
@@ -63,6 +74,25 @@ const COLUMNS: Array<[string, (job: JobLine) => string]> = [
   ['LAST RUN (UTC)', (j) => j.last_run_at ?? '-'],
   ['LAST STATUS', (j) => j.last_status ?? '-'],
 ];
+
+function toLine(row: JobRow): JobLine {
+  return {
+    id: row.id,
+    owner: row.owner.slice(row.owner.indexOf('$') + 1),
+    name: row.name,
+    function_signature: row.function_signature,
+    when: row.schedule !== null ? `${row.schedule} ${row.time_zone}` : `at ${utc(row.run_at)} UTC`,
+    enabled: row.enabled,
+    next_run_at: row.next_run_at && utc(row.next_run_at),
+    last_status: row.last_status,
+    last_run_at: row.last_run_at && utc(row.last_run_at),
+  };
+}
+
+/** YYYY-MM-DD HH:MM:SS in UTC. */
+function utc(at: Date | null): string {
+  return at === null ? '-' : at.toISOString().slice(0, 19).replace('T', ' ');
+}
 
 /** A plain-text table; control characters in names are shown escaped, never printed raw. */
 export function formatTable(jobs: readonly JobLine[]): string {

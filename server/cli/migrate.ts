@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { wholeNumber } from '../config.ts';
 import { ConfigError } from '../errors.ts';
 import { migrate } from '../db/migrate.ts';
 import { openAdminTarget, redactUrl } from '../db/targets.ts';
@@ -10,8 +11,11 @@ export const migrateCommand: Command = {
   summary: 'install or upgrade hardcron in the database',
   help: `Usage: hardcron migrate
 
-Applies hardcron's pending SQL migrations (sql/NNNN_*.sql), each in a transaction, under an
-advisory lock, so concurrent runs are safe and a second run changes nothing.
+Applies hardcron's pending SQL migrations (sql/NNNN_*.sql), each in a transaction, under a
+lock on the migrations ledger that only a superuser can take, so concurrent runs are safe and a
+second run changes nothing. A lock that another session holds for longer than
+HARDCRON_MIGRATE_LOCK_TIMEOUT_MS (default 60000) stops it with HC_MIGRATION_LOCK_TIMEOUT,
+naming the sessions that hold locks; nothing of the blocked migration is applied.
 
 Target: DATABASE_URL (a superuser URL of the database to install into) when set; otherwise the
 embedded PostgreSQL kept under HARDCRON_DATA_DIR (default .hardcron/), database d0.
@@ -22,11 +26,13 @@ database's $authenticator (GraphQL server) and $executor roles (they are never p
   async run(args) {
     const { positionals } = parseArgs({ args: [...args], options: {}, allowPositionals: true, strict: true });
     if (positionals.length > 0) throw new ConfigError('HC_USAGE', `migrate takes no arguments (got ${positionals.join(' ')})`);
+    const lockTimeoutMs = wholeNumber('HARDCRON_MIGRATE_LOCK_TIMEOUT_MS', process.env.HARDCRON_MIGRATE_LOCK_TIMEOUT_MS, 1, 86_400_000);
     const target = await openAdminTarget();
     try {
       const result = await migrate({
         connectionString: target.adminUrl,
         onApplied: (name) => process.stdout.write(`applied ${name}\n`),
+        ...(lockTimeoutMs !== undefined && { lockTimeoutMs }),
       });
       await setPasswordsFromEnvironment(target.adminUrl);
       const where = target.kind === 'embedded' ? 'embedded PostgreSQL' : redactUrl(target.adminUrl);

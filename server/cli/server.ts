@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { requiredUrl, wholeNumber } from '../config.ts';
+import { jwtMaxTtlSeconds, requiredUrl, wholeNumber } from '../config.ts';
+import { requestLimitsFromEnv } from '../api/limits.ts';
 import { startGraphQLServer } from '../api/server.ts';
 import { stopOnSignals } from '../signals.ts';
 import { createLogger } from '../logger.ts';
@@ -19,9 +20,14 @@ Environment (flags win):
   JWKS_URL             JSON Web Key Set for RS256/ES256 tokens
   JWT_AUDIENCE         when set, tokens must carry this audience
   JWT_ISSUER           when set, tokens must carry this issuer
+  JWT_MAX_TTL          longest token lifetime accepted, e.g. 90m, 24h, 7d (default 24h)
   PORT                 port to listen on (default 5678)
   HOST                 address to listen on (default 127.0.0.1)
   HARDCRON_SERVER_POOL_SIZE  database connections (default 10)
+  HARDCRON_SERVER_STATEMENT_TIMEOUT_MS  longest statement of a request (default 15000): HC_TIMEOUT
+  HARDCRON_SERVER_LOCK_TIMEOUT_MS       longest lock wait of a request (default 5000): HC_LOCK_TIMEOUT
+  HARDCRON_SERVER_CONNECTIONS_PER_USER  connections one user may hold (default: a quarter of the pool)
+  HARDCRON_SERVER_QUEUE_PER_USER        a user's work that may wait for them (default 50): HC_BUSY beyond
   LOG_LEVEL            pino level (default info)`,
 
   async run(args) {
@@ -43,10 +49,12 @@ Environment (flags win):
         jwksUrl: env.JWKS_URL || undefined,
         audience: env.JWT_AUDIENCE || undefined,
         issuer: env.JWT_ISSUER || undefined,
+        maxTtlSeconds: jwtMaxTtlSeconds(env),
       },
       ...(port !== undefined && { port }),
       ...((values.host ?? env.HOST) && { host: values.host ?? env.HOST }),
       ...(poolSize !== undefined && { poolSize }),
+      ...requestLimitsFromEnv(env),
     });
     stopOnSignals(() => server.stop(), logger);
     await new Promise(() => {}); // serves until a signal stops the process

@@ -2,9 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { DEFAULT_MAX_TTL_SECONDS, formatDuration } from '../api/auth.ts';
+import { requestLimitsFromEnv } from '../api/limits.ts';
 import { startGraphQLServer, type RunningGraphQLServer } from '../api/server.ts';
 import { signToken } from '../api/tokens.ts';
-import { wholeNumber } from '../config.ts';
+import { jwtMaxTtlSeconds, wholeNumber } from '../config.ts';
 import { connectClient } from '../db/connect.ts';
 import { migrate } from '../db/migrate.ts';
 import { DEMO, loadLocalSecrets, provisionLocal } from '../db/provision.ts';
@@ -26,7 +28,8 @@ Starts embedded PostgreSQL (kept under HARDCRON_DATA_DIR), or uses DATABASE_URL;
 migrations; gives $authenticator and $executor generated passwords (kept with mode 0600 in
 HARDCRON_DATA_DIR/secrets.json, never printed); provisions the user "demo" with the job
 function demo.heartbeat(); starts the GraphQL server and one executor (a child process); and
-prints the GraphiQL URL, a token for "demo" valid for ${DEMO_TOKEN_HOURS} hours and a mutation to try.
+prints the GraphiQL URL, a token for "demo" valid for ${DEMO_TOKEN_HOURS} hours (or JWT_MAX_TTL if
+shorter) and a mutation to try.
 Ctrl-C stops all of it.
 
 Environment:
@@ -34,7 +37,10 @@ Environment:
   PORT               GraphQL server port (default 5678)
   HOST               address to listen on (default 127.0.0.1)
   JWT_SECRET         token secret, at least 32 bytes (default: generated, kept in the data dir)
+  JWT_MAX_TTL        longest token lifetime the server accepts (default 24h)
   HARDCRON_DATA_DIR  local state (default .hardcron/)
+  HARDCRON_SERVER_STATEMENT_TIMEOUT_MS, _LOCK_TIMEOUT_MS, _CONNECTIONS_PER_USER, _QUEUE_PER_USER
+                     the GraphQL server's request limits (see hardcron server --help)
   LOG_LEVEL          pino level of the JSON logs on stderr (default warn)`,
 
   async run(args) {
@@ -43,6 +49,8 @@ Environment:
     const env = process.env;
     const port = wholeNumber('PORT', env.PORT, 0, 65535) ?? 5678;
     const host = env.HOST || '127.0.0.1';
+    const maxTtlSeconds = jwtMaxTtlSeconds(env);
+    const requestLimits = requestLimitsFromEnv(env);
     const dataDir = resolve(env.HARDCRON_DATA_DIR || DEFAULT_DATA_DIR);
     const logger = createLogger('hardcron', env.LOG_LEVEL ?? 'warn', process.stderr);
     const secrets = await loadLocalSecrets(dataDir, env.JWT_SECRET || undefined);
@@ -59,10 +67,11 @@ Environment:
 
       const server = await startGraphQLServer({
         connectionString: withLogin(target.adminUrl, `${database}$authenticator`, secrets.authenticatorPassword),
-        auth: { secret: secrets.jwtSecret },
+        auth: { secret: secrets.jwtSecret, maxTtlSeconds },
         logger,
         port,
         host,
+        ...requestLimits,
       });
       stack.push(() => server.stop());
 
@@ -72,8 +81,10 @@ Environment:
       await waitForExecutor(target, executorId, executor);
       await waitForServer(server);
 
-      const token = await signToken(secrets.jwtSecret, DEMO.user, DEMO_TOKEN_HOURS * 3600);
-      printWelcome(say, server, token);
+      // The demo token must pass the server's own lifetime check.
+      const demoTtl = Math.min(DEMO_TOKEN_HOURS * 3600, maxTtlSeconds ?? DEFAULT_MAX_TTL_SECONDS);
+      const token = await signToken(secrets.jwtSecret, DEMO.user, demoTtl);
+      printWelcome(say, server, token, demoTtl === DEMO_TOKEN_HOURS * 3600 ? `${DEMO_TOKEN_HOURS} hours` : formatDuration(demoTtl));
       say(`hardcron ready at ${server.url}/ (Ctrl-C stops)`);
       executor.once('exit', (code, signal) => {
         if (stack.stopping) return;
@@ -159,17 +170,17 @@ async function waitForServer(server: RunningGraphQLServer): Promise<void> {
   if (!response.ok) throw new HardcronError('HC_SERVER_UNHEALTHY', `the GraphQL server answered ${response.status} on /healthz`);
 }
 
-function printWelcome(say: (line?: string) => boolean, server: RunningGraphQLServer, token: string): void {
+function printWelcome(say: (line?: string) => boolean, server: RunningGraphQLServer, token: string, validFor: string): void {
   say();
   say(`GraphiQL:  ${server.url}/`);
   say(`GraphQL:   ${server.url}/graphql (websockets on the same path)`);
   say();
-  say(`Token for the user "${DEMO.user}", valid ${DEMO_TOKEN_HOURS} hours. In GraphiQL, open the Headers tab and paste:`);
+  say(`Token for the user "${DEMO.user}", valid ${validFor}. In GraphiQL, open the Headers tab and paste:`);
   say(`  {"Authorization": "Bearer ${token}"}`);
   say();
   say('Then schedule the demo job every 5 seconds:');
   say(`  mutation { scheduleJob(input: { functionSignature: "${DEMO.functionSignature}", schedule: "*/5 * * * * *", name: "heartbeat" }) { job { id nextRunAt } } }`);
   say('and watch its runs arrive:');
-  say('  subscription { jobRunEvents { id jobId status startedAt finishedAt errorMessage } }');
+  say('  subscription { jobRunEvents { id status at jobId run { rowsAffected errorMessage } } }');
   say();
 }

@@ -1,9 +1,12 @@
 import { parseArgs } from 'node:util';
+import { DEFAULT_MAX_TTL_SECONDS, formatDuration } from '../api/auth.ts';
 import { parseTtl, signToken } from '../api/tokens.ts';
+import { jwtMaxTtlSeconds } from '../config.ts';
 import { ConfigError } from '../errors.ts';
 import type { Command } from './command.ts';
 
 const NICKNAME = /^[a-z_][a-z0-9_]*$/;
+const DEFAULT_TTL_SECONDS = 3600;
 
 export const tokenCommand: Command = {
   summary: 'print a JWT for a user, signed with JWT_SECRET (for GraphiQL and scripts)',
@@ -11,12 +14,14 @@ export const tokenCommand: Command = {
 
 Prints an HS256 token whose "role" claim is <nickname>; the GraphQL server runs requests with it
 as the database role <db>$<nickname>. Whether that user exists is the database's business: the
-server refuses tokens of unknown users.
+server refuses tokens of unknown users. The token carries "iat" and "exp", --ttl apart (default
+1h or JWT_MAX_TTL if shorter; a longer --ttl than JWT_MAX_TTL is refused).
 
 Environment:
   JWT_SECRET    the server's secret (at least 32 bytes; required)
   JWT_AUDIENCE  sets "aud" when the server requires one
-  JWT_ISSUER    sets "iss" when the server requires one`,
+  JWT_ISSUER    sets "iss" when the server requires one
+  JWT_MAX_TTL   the server's longest token lifetime (default 24h)`,
 
   async run(args) {
     const { values, positionals } = parseArgs({ args: [...args], options: { ttl: { type: 'string' } }, allowPositionals: true, strict: true });
@@ -25,7 +30,13 @@ Environment:
     if (!NICKNAME.test(nickname)) throw new ConfigError('HC_CONFIG_INVALID', `${JSON.stringify(nickname)} is not a nickname (lower-case letters, digits, _)`);
     const secret = process.env.JWT_SECRET;
     if (!secret) throw new ConfigError('HC_CONFIG_MISSING', 'JWT_SECRET is not set: the token is signed with the server\'s secret');
-    const token = await signToken(secret, nickname, parseTtl(values.ttl ?? '1h'), {
+    const maxTtl = jwtMaxTtlSeconds(process.env) ?? DEFAULT_MAX_TTL_SECONDS;
+    const ttl = values.ttl === undefined ? Math.min(DEFAULT_TTL_SECONDS, maxTtl) : parseTtl(values.ttl);
+    // Refused here rather than by the server later, once the token is in use.
+    if (ttl > maxTtl) {
+      throw new ConfigError('HC_CONFIG_INVALID', `--ttl ${values.ttl} is longer than the ${formatDuration(maxTtl)} the server accepts (JWT_MAX_TTL): give a shorter --ttl, or raise JWT_MAX_TTL for the server and here`);
+    }
+    const token = await signToken(secret, nickname, ttl, {
       audience: process.env.JWT_AUDIENCE || undefined,
       issuer: process.env.JWT_ISSUER || undefined,
     });

@@ -18,7 +18,7 @@ export async function withAdminTransaction<T>(
   const client = await connectClient(adminUrl, 'hardcron admin');
   try {
     await client.query('begin');
-    if (asRole !== null) await client.query(`select set_config('role', current_database() || '$' || $1, true)`, [asRole]);
+    if (asRole !== null) await setLocalRole(client, asRole);
     const result = await work(client);
     await client.query('commit');
     return result;
@@ -30,4 +30,18 @@ export async function withAdminTransaction<T>(
   } finally {
     await client.end().catch(() => {});
   }
+}
+
+/**
+ * The database's local role `<db>$<nickname>`. Named here rather than with `||` in SQL: an admin
+ * session calls no operator, so nothing in the database can stand in for one.
+ */
+export async function localRoleName(client: pg.ClientBase, nickname: string): Promise<string> {
+  const { rows } = await client.query<{ database: string }>('select pg_catalog.current_database() as database');
+  return `${rows[0]?.database as string}$${nickname}`;
+}
+
+/** SET LOCAL ROLE to `<db>$<nickname>`, without building SQL from names. */
+export async function setLocalRole(client: pg.ClientBase, nickname: string): Promise<void> {
+  await client.query(`select pg_catalog.set_config('role', $1::text, true)`, [await localRoleName(client, nickname)]);
 }

@@ -11,7 +11,7 @@ export async function checkRuntimeLogin(db: Pick<pg.Pool, 'query'> | Pick<pg.Cli
   let row: { database: string; rolsuper: boolean; rolname: string } | undefined;
   try {
     const { rows } = await (db as Pick<pg.Pool, 'query'>).query<{ database: string; rolsuper: boolean; rolname: string }>(
-      'select current_database() as database, r.rolsuper, r.rolname from pg_catalog.pg_roles r where r.rolname = current_user',
+      'select pg_catalog.current_database() as database, r.rolsuper, r.rolname from pg_catalog.pg_roles r where r.rolname = current_user',
     );
     row = rows[0];
   } catch (error) {

@@ -3,7 +3,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { ConfigError } from '../errors.ts';
-import { withAdminTransaction } from './admin.ts';
+import { localRoleName, setLocalRole, withAdminTransaction } from './admin.ts';
 
 /** Secrets `hardcron start` generates once and keeps under the data directory (mode 0600). */
 export interface LocalSecrets {
@@ -48,8 +48,7 @@ function secret(): string {
 export async function setRuntimePasswords(client: pg.Client, passwords: { authenticator?: string | undefined; executor?: string | undefined }): Promise<void> {
   for (const [nickname, password] of Object.entries(passwords)) {
     if (!password) continue;
-    const { rows } = await client.query<{ role: string }>(`select current_database() || '$' || $1::text as role`, [nickname]);
-    await client.query(`alter role ${client.escapeIdentifier(rows[0]?.role as string)} password ${client.escapeLiteral(password)}`);
+    await client.query(`alter role ${client.escapeIdentifier(await localRoleName(client, nickname))} password ${client.escapeLiteral(password)}`);
   }
 }
 
@@ -70,11 +69,11 @@ export async function provisionLocal(adminUrl: string, secrets: LocalSecrets): P
   await withAdminTransaction(adminUrl, null, async (client) => {
     await setRuntimePasswords(client, { authenticator: secrets.authenticatorPassword, executor: secrets.executorPassword });
     const exists = async (nickname: string): Promise<boolean> =>
-      (await client.query<{ found: boolean }>(`select to_regrole(quote_ident(current_database() || '$' || $1::text)) is not null as found`, [nickname])).rows[0]?.found === true;
+      (await client.query<{ found: boolean }>(`select pg_catalog.to_regrole(pg_catalog.quote_ident($1::text)) is not null as found`, [await localRoleName(client, nickname)])).rows[0]?.found === true;
     if (!(await exists(DEMO.ownerRole))) {
-      await client.query(`select set_config('role', current_database() || '$mgr', true)`);
+      await setLocalRole(client, 'mgr');
       await client.query('call mgr.re_create_role($1, null, true)', [DEMO.ownerRole]);
-      await client.query(`select set_config('role', current_database() || '$' || $1::text, true)`, [DEMO.ownerRole]);
+      await setLocalRole(client, DEMO.ownerRole);
       await client.query(`
         create schema demo;
         create table demo.heartbeats (id bigint generated always as identity primary key, at timestamptz not null default clock_timestamp(), by_role text not null default current_user);
@@ -89,7 +88,7 @@ export async function provisionLocal(adminUrl: string, secrets: LocalSecrets): P
       await client.query('reset role');
     }
     if (!(await exists(DEMO.user))) {
-      await client.query(`select set_config('role', current_database() || '$mgr', true)`);
+      await setLocalRole(client, 'mgr');
       await client.query('call mgr.add_user($1, null, true, $2)', [DEMO.user, [DEMO.ownerRole]]);
       await client.query('reset role');
     }

@@ -6,6 +6,7 @@ import pg from 'pg';
 import { ConfigError, DatabaseTargetError } from '../errors.ts';
 import { startEmbeddedCluster } from './embedded.ts';
 import { startEmbeddedClusterProcess } from './embedded-process.ts';
+import { sessionConfig } from './session.ts';
 
 /**
  * Where the database is. Every command and the test suite get their PostgreSQL through this
@@ -122,7 +123,7 @@ function urlTarget(adminUrl: string): DatabaseTarget {
 }
 
 async function ensureDatabase(superuserUrl: string, database: string): Promise<void> {
-  const client = new pg.Client({ connectionString: superuserUrl });
+  const client = new pg.Client(sessionConfig(superuserUrl, 'hardcron create database'));
   await client.connect();
   try {
     const { rowCount } = await client.query('select from pg_catalog.pg_database where datname = $1', [database]);

@@ -1,10 +1,13 @@
 import pg from 'pg';
+import { pinSearchPath } from '../db/connect.ts';
+import { sessionConfig } from '../db/session.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import { ExecutorMetrics } from './metrics.ts';
 import { resolveExecutorOptions, type ExecutorOptions, type ResolvedExecutorOptions } from './options.ts';
 import { claimRuns, type ClaimedRun } from './sql/claim-runs.ts';
 import { releaseLease, renewLease } from './sql/lease.ts';
 import { msUntilNextDue } from './sql/next-due-at.ts';
+import { pruneRunEvents } from './sql/prune-run-events.ts';
 import { recordCrashedRun, runBatch, type RunOutcome } from './sql/run-batch.ts';
 import { Waker } from './waker.ts';
 
@@ -78,7 +81,10 @@ export class Executor {
   /** Connects, takes the lease, and starts the workers. Resolves once it is running. */
   async start(): Promise<void> {
     this.control = await this.connectControl();
-    this.leaseTimer = setInterval(() => void this.renewLeaseQuietly(), (this.options.leaseSeconds * 1000) / 3);
+    this.leaseTimer = setInterval(() => {
+      void this.renewLeaseQuietly();
+      void pruneRunEvents(this.control, this.logger); // run events older than an hour, in bounded chunks
+    }, (this.options.leaseSeconds * 1000) / 3);
     this.watchdog = setInterval(() => void this.cancelOverrunBatches(), 250);
     for (let i = 0; i < this.options.concurrency; i++) this.workers.push(this.work(i));
     this.logger.info({ executorId: this.id, concurrency: this.options.concurrency, listen: this.options.listen }, 'executor started');
@@ -99,7 +105,7 @@ export class Executor {
     ]);
     if (!inTime) {
       this.logger.warn({ batches: this.busy.size }, 'grace period over: terminating running batches');
-      await this.controlQuery('select pg_terminate_backend(pid) from unnest($1::int[]) pid', [[...this.busy.keys()]]);
+      await this.controlQuery('select pg_catalog.pg_terminate_backend(pid) from pg_catalog.unnest($1::int[]) pid', [[...this.busy.keys()]]);
       await finished;
     }
     clearInterval(this.leaseTimer);
@@ -114,15 +120,16 @@ export class Executor {
   }
 
   private async connect(): Promise<pg.Client> {
-    const client = new pg.Client({
-      connectionString: this.options.connectionString,
-      application_name: `hardcron executor ${this.id}`,
-      // If this process dies mid-batch, the server notices within a quarter second and rolls the
-      // batch back (its runs become lost and are retried) instead of running it to the end.
-      options: '-c client_connection_check_interval=250',
-    });
+    const client = new pg.Client(
+      sessionConfig(this.options.connectionString, `hardcron executor ${this.id}`, {
+        // If this process dies mid-batch, the server notices within a quarter second and rolls the
+        // batch back (its runs become lost and are retried) instead of running it to the end.
+        client_connection_check_interval: 250,
+      }),
+    );
     client.on('error', (error) => this.logger.warn({ err: describe(error) }, 'database connection lost'));
     await client.connect();
+    await pinSearchPath(client);
     this.metrics.openConnections.inc();
     client.once('end', () => this.metrics.openConnections.dec());
     return client;
@@ -171,7 +178,7 @@ export class Executor {
     if (overrun.length === 0) return;
     this.logger.warn({ pids: overrun }, 'cancelling batches past their deadline');
     for (const pid of overrun) this.busy.set(pid, now + this.options.cancelMarginMs);
-    await this.controlQuery('select pg_cancel_backend(pid) from unnest($1::int[]) pid', [overrun]).catch(() => {});
+    await this.controlQuery('select pg_catalog.pg_cancel_backend(pid) from pg_catalog.unnest($1::int[]) pid', [overrun]).catch(() => {});
   }
 
   private backoff(attempt: number): Promise<void> {

@@ -8,7 +8,7 @@ import { ConfigError } from '../../server/errors.ts';
 import { runCli } from '../support/cli.ts';
 import { useTestDatabase } from '../support/database.ts';
 import { countRows, createBilling, setLocalRole, transaction } from '../support/jobs.ts';
-import { authenticatorUrl, data, graphql, operation, startTestServer, TEST_JWT_SECRET, tokenFor, type GraphQLResponse } from '../support/server.ts';
+import { authenticatorUrl, data, graphql, operation, startTestServer, subscribe, TEST_JWT_SECRET, tokenFor, wsClient, type GraphQLResponse } from '../support/server.ts';
 
 type SigningKey = Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
 type Refusal = readonly [label: string, authorization: () => Promise<string>, code: string];
@@ -18,6 +18,9 @@ interface RoleRow { rolname: string; rolsuper: boolean; rolinherit: boolean; rol
 
 const SCHEDULE = { functionSignature: 'billing.close_day(date)', arguments: ['2026-11-02'], schedule: '*/5 * * * *', name: 'should never exist' };
 const SKEW_SECONDS = 30;
+/** The default JWT_MAX_TTL: the longest lifetime of a token the server accepts. */
+const MAX_TTL_SECONDS = 24 * 3600;
+const CENTURY_SECONDS = 100 * 365 * 86400;
 
 function now(): number {
   return Math.floor(Date.now() / 1000);
@@ -39,9 +42,12 @@ function tampered(token: string, change: (payload: JWTPayload) => JWTPayload): s
   return `${header}.${base64url(change(claims))}.${signature}`;
 }
 
-/** Signs `claims` (valid for an hour unless they say otherwise) with `key` under `header`. */
+/**
+ * Signs `claims` (issued now and valid for an hour unless they say otherwise; `iat: undefined`
+ * leaves `iat` out) with `key` under `header`.
+ */
 function sign(claims: JWTPayload, key: SigningKey | KeyObject | Uint8Array, header: JWTHeaderParameters): Promise<string> {
-  return new SignJWT({ exp: now() + 3600, ...claims }).setProtectedHeader(header).setIssuedAt().sign(key);
+  return new SignJWT({ iat: now(), exp: now() + 3600, ...claims }).setProtectedHeader(header).sign(key);
 }
 
 function bytes(text: string): Uint8Array {
@@ -207,6 +213,30 @@ describe('bearer tokens', () => {
     ['bob\'s token with role changed to alice', async () => `Bearer ${tampered(await tokenFor('bob'), (claims) => ({ ...claims, role: 'alice' }))}`, 'HC_AUTH_INVALID'],
     ['an expired token given a later exp', async () => `Bearer ${tampered(await tokenFor('alice', { exp: now() - 3600 }), (claims) => ({ ...claims, exp: now() + 3600 }))}`, 'HC_AUTH_INVALID'],
     ['without exp', () => bearer(new SignJWT({ role: 'alice' }).setProtectedHeader({ alg: 'HS256' }).setIssuedAt().sign(bytes(TEST_JWT_SECRET))), 'HC_AUTH_INVALID'],
+    ['valid for 100 years', () => bearer(tokenFor('alice', { exp: now() + CENTURY_SECONDS })), 'HC_AUTH_TOKEN_TOO_LONG'],
+    [
+      `issued for 24 h and ${SKEW_SECONDS + 1} s (just beyond the maximum and the skew)`,
+      () => {
+        const issued = now();
+        return bearer(tokenFor('alice', { iat: issued, exp: issued + MAX_TTL_SECONDS + SKEW_SECONDS + 1 }));
+      },
+      'HC_AUTH_TOKEN_TOO_LONG',
+    ],
+    ['without iat, expiring in 100 years', () => bearer(tokenFor('alice', { iat: undefined, exp: now() + CENTURY_SECONDS })), 'HC_AUTH_TOKEN_TOO_LONG'],
+    ['without iat, expiring in 25 h', () => bearer(tokenFor('alice', { iat: undefined, exp: now() + MAX_TTL_SECONDS + 3600 })), 'HC_AUTH_TOKEN_TOO_LONG'],
+    [
+      'issued for an hour that begins in 100 years (iat in the future)',
+      () => bearer(tokenFor('alice', { iat: now() + CENTURY_SECONDS - 3600, exp: now() + CENTURY_SECONDS })),
+      'HC_AUTH_TOKEN_TOO_LONG',
+    ],
+    [
+      'issued two days ago for 49 h (an hour left)',
+      () => {
+        const issued = now() - 48 * 3600;
+        return bearer(tokenFor('alice', { iat: issued, exp: issued + 49 * 3600 }));
+      },
+      'HC_AUTH_TOKEN_TOO_LONG',
+    ],
     ['HS512 with the right secret', () => bearer(sign({ role: 'alice' }, bytes(TEST_JWT_SECRET), { alg: 'HS512' })), 'HC_AUTH_INVALID'],
     ['RS256 to a server with only the HS256 secret', () => bearer(sign({ role: 'alice' }, rs.privateKey, { alg: 'RS256', kid: 'rsa-1' })), 'HC_AUTH_INVALID'],
     ['ES256 to a server with only the HS256 secret', () => bearer(sign({ role: 'alice' }, es.privateKey, { alg: 'ES256', kid: 'ec-1' })), 'HC_AUTH_INVALID'],
@@ -277,6 +307,45 @@ describe('bearer tokens', () => {
     test(`a token that expired 10 s ago or becomes valid in 10 s is accepted (${SKEW_SECONDS} s clock skew)`, async () => {
       expect(await myJobIds(server, await tokenFor('alice', { exp: now() - 10 }))).toEqual([aliceJob]);
       expect(await myJobIds(server, await tokenFor('alice', { nbf: now() + 10 }))).toEqual([aliceJob]);
+    });
+
+    test(`a token issued for the 24 h maximum (or up to ${SKEW_SECONDS} s more: clock skew) is accepted, as is one without iat expiring within it`, async () => {
+      const issued = now();
+      for (const claims of [
+        { iat: issued, exp: issued + MAX_TTL_SECONDS },
+        { iat: issued, exp: issued + MAX_TTL_SECONDS + SKEW_SECONDS },
+        { iat: issued - 23 * 3600, exp: issued + 3600 },
+        { iat: undefined, exp: issued + MAX_TTL_SECONDS - 3600 },
+      ]) {
+        expect(await myJobIds(server, await tokenFor('alice', claims)), JSON.stringify(claims)).toEqual([aliceJob]);
+      }
+    });
+
+    test('a token valid for too long is refused with a message that says the maximum and how to get a shorter token', async () => {
+      const response = await post(server, await bearer(tokenFor('alice', { exp: now() + CENTURY_SECONDS })), '{ requestIdentity }');
+      expectRefused(response, 'HC_AUTH_TOKEN_TOO_LONG');
+      expect(response.body.errors?.[0]?.message).toBe(
+        'the token is valid for longer than the 24h this server accepts: get a shorter one (hardcron token <nickname> --ttl 24h, or a shorter token lifetime at your identity provider)',
+      );
+    });
+
+    test('over a websocket whose connectionParams carry a token valid for 100 years, a query and a subscription are refused before PostgreSQL', async () => {
+      const client = wsClient(server, await tokenFor('alice', { exp: now() + CENTURY_SECONDS }));
+      try {
+        await expectNothingReachesPostgres(warmUp, async () => {
+          // A query first: it ends either way, so a token wrongly accepted fails here instead of
+          // leaving a subscription open that would wait for events.
+          const query = subscribe(client, '{ requestIdentity }');
+          await query.ended;
+          expect([query.events, JSON.stringify(query.errors)]).toEqual([[], expect.stringContaining('HC_AUTH_TOKEN_TOO_LONG')]);
+          const subscription = subscribe(client, operation('job-run-events'));
+          await subscription.ended;
+          expect([subscription.events, JSON.stringify(subscription.errors)]).toEqual([[], expect.stringContaining('HC_AUTH_TOKEN_TOO_LONG')]);
+        });
+      } finally {
+        await client.dispose();
+      }
+      await expectNoTrace(jobsBefore);
     });
 
     test.for(refusedTokens().map(([label], index) => [label, index] as const))('refused with 401 before PostgreSQL: %s', async ([label, index]) => {
@@ -459,7 +528,17 @@ describe('bearer tokens', () => {
       ['an RS256 token without exp', () => bearer(new SignJWT({ role: 'alice' }).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rs.privateKey)), 'HC_AUTH_INVALID'],
       ['an RS256 token with role changed', async () => `Bearer ${tampered(await rsToken({ role: 'bob' }), (claims) => ({ ...claims, role: 'alice' }))}`, 'HC_AUTH_INVALID'],
       ['an ES256 token naming $mgr', () => bearer(esToken({ role: 'mgr' })), 'HC_AUTH_ROLE'],
+      ['an RS256 token valid for 100 years', () => bearer(rsToken({ role: 'alice', exp: now() + CENTURY_SECONDS })), 'HC_AUTH_TOKEN_TOO_LONG'],
+      ['an ES256 token without iat, expiring in 25 h', () => bearer(esToken({ role: 'alice', iat: undefined, exp: now() + MAX_TTL_SECONDS + 3600 })), 'HC_AUTH_TOKEN_TOO_LONG'],
     ];
+
+    test('RS256 and ES256 tokens issued for the 24 h maximum, or without iat expiring within it, are accepted', async () => {
+      const issued = now();
+      for (const server of [jwksOnly, both]) {
+        expect(await myJobIds(server, await rsToken({ role: 'alice', iat: issued, exp: issued + MAX_TTL_SECONDS }))).toEqual([aliceJob]);
+        expect(await myJobIds(server, await esToken({ role: 'alice', iat: undefined, exp: issued + MAX_TTL_SECONDS - 3600 }))).toEqual([aliceJob]);
+      }
+    });
 
     test.for(forged().map(([label], index) => [label, index] as const))('refused by both servers before PostgreSQL: %s', async ([, index]) => {
       const [, authorization, code] = forged()[index]!;
@@ -510,6 +589,38 @@ describe('bearer tokens', () => {
     });
   });
 
+  describe('a server with a shorter maximum lifetime (2 h)', () => {
+    let server: RunningGraphQLServer;
+    let defaultServer: RunningGraphQLServer;
+    let jobsBefore: unknown[];
+    const warmUp = async (): Promise<void> => {
+      expect(await myJobIds(server, await alice())).toEqual([aliceJob]);
+      expect(await myJobIds(defaultServer, await alice())).toEqual([aliceJob]);
+    };
+
+    beforeAll(async () => {
+      server = await startTestServer(db(), { auth: { secret: TEST_JWT_SECRET, maxTtlSeconds: 2 * 3600 }, poolSize: 1 });
+      defaultServer = await startTestServer(db(), { poolSize: 1 });
+      jobsBefore = await jobsNow();
+    });
+    afterAll(async () => {
+      await stopServers(server, defaultServer);
+    });
+
+    test('accepts a token issued for 2 h, and refuses one issued for 3 h (which the default 24 h accepts) before PostgreSQL, naming 2h', async () => {
+      expect(await myJobIds(server, await tokenFor('alice', { exp: now() + 2 * 3600 }))).toEqual([aliceJob]);
+      const threeHours = await tokenFor('alice', { exp: now() + 3 * 3600 });
+      expect(await myJobIds(defaultServer, threeHours)).toEqual([aliceJob]);
+      await expectNothingReachesPostgres(warmUp, async () => {
+        const response = await post(server, `Bearer ${threeHours}`, operation('schedule-job'), SCHEDULE);
+        expectRefused(response, 'HC_AUTH_TOKEN_TOO_LONG');
+        expect(response.body.errors?.[0]?.message).toContain('the 2h this server accepts');
+        expect(response.body.errors?.[0]?.message).toContain('--ttl 2h');
+      });
+      await expectNoTrace(jobsBefore);
+    });
+  });
+
   describe('start-up refusals', () => {
     /** What starting a server with `options` throws (a server that does start is stopped, and the test fails). */
     async function startupError(options: Partial<GraphQLServerOptions>): Promise<unknown> {
@@ -555,6 +666,14 @@ describe('bearer tokens', () => {
         expect(error, String(clockToleranceSeconds)).toMatchObject({ code: 'HC_CONFIG_INVALID' });
       }
       await expectStarts({ auth: { secret: TEST_JWT_SECRET, clockToleranceSeconds: 30 } });
+    });
+
+    test('a maximum token lifetime that is not a positive whole number of seconds is refused with HC_CONFIG_INVALID', async () => {
+      for (const maxTtlSeconds of [0, -3600, 1.5]) {
+        const error = await startupError({ auth: { secret: TEST_JWT_SECRET, maxTtlSeconds } });
+        expect(error, String(maxTtlSeconds)).toBeInstanceOf(ConfigError);
+        expect(error, String(maxTtlSeconds)).toMatchObject({ code: 'HC_CONFIG_INVALID', message: expect.stringContaining('JWT_MAX_TTL') });
+      }
     });
 
     test('a key set URL that is not http(s) is refused with HC_CONFIG_INVALID', async () => {

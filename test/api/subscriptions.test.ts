@@ -2,16 +2,20 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Executor } from '../../server/executor/executor.ts';
 import type { RunningGraphQLServer } from '../../server/api/server.ts';
 import { useTestDatabase } from '../support/database.ts';
-import { finishedRuns, startExecutor } from '../support/executor.ts';
+import { finishedRuns, newestEventId, startExecutor } from '../support/executor.ts';
 import { createOwner } from '../support/jobs.ts';
 import { data, operation, startTestServer, subscribe, tokenFor, wsClient } from '../support/server.ts';
 
-interface RunEvent { jobRunEvents: { id: string; jobId: string; status: string } }
+interface RunEvent {
+  jobRunEvents: { id: string; runId: string; jobId: string; status: string; at: string; run: { attempt: number } | null };
+}
 
 /**
- * Run events over graphql-ws: fed by the executor's NOTIFYs, each re-read through api.job_runs
- * as the subscriber. alice's and bob's jobs run while both are subscribed; forged NOTIFYs on the
- * channel fool nobody; an expired token ends the subscription.
+ * Run events over graphql-ws: each subscription reads the event log through api.job_run_events
+ * as its subscriber, woken by the executor's (empty) NOTIFYs. alice's and bob's jobs run while
+ * both are subscribed; forged NOTIFYs on the channel deliver nothing; an expired token ends the
+ * subscription; subscribing needs a token. Subscriptions pass `after` (the newest event id when
+ * the test starts) so that what they receive does not depend on when the server has set them up.
  */
 describe('jobRunEvents subscriptions', () => {
   const db = useTestDatabase();
@@ -51,24 +55,34 @@ describe('jobRunEvents subscriptions', () => {
     return scheduleJob.job.id;
   }
 
+  const statuses = (subscription: { events: RunEvent[] }): string[][] =>
+    subscription.events.map((e) => [e.jobRunEvents.jobId, e.jobRunEvents.status]);
+
   test('alice receives running then succeeded for her job; bob, subscribed to everything, receives only his own', async () => {
     const aliceClient = wsClient(server, alice);
     const bobClient = wsClient(server, bob);
     try {
+      const after = await newestEventId(db());
       const aliceJob = await scheduleSoon(alice, 'alice');
-      const aliceEvents = subscribe<RunEvent>(aliceClient, operation('job-run-events'), { jobId: aliceJob });
-      const bobEvents = subscribe<RunEvent>(bobClient, operation('job-run-events'));
+      const aliceEvents = subscribe<RunEvent>(aliceClient, operation('job-run-events'), { jobId: aliceJob, after });
+      const bobEvents = subscribe<RunEvent>(bobClient, operation('job-run-events'), { after });
       await aliceEvents.waitForEvents(2);
-      expect(aliceEvents.events.map((e) => [e.jobRunEvents.jobId, e.jobRunEvents.status])).toEqual([
+      expect(statuses(aliceEvents)).toEqual([
         [aliceJob, 'running'],
         [aliceJob, 'succeeded'],
       ]);
+      // The event's own status and time, and its run as it is now (through api.job_runs).
+      const [running, succeeded] = aliceEvents.events.map((e) => e.jobRunEvents);
+      expect(running?.runId).toBe(succeeded?.runId);
+      expect(Number(running?.id)).toBeLessThan(Number(succeeded?.id));
+      expect(Date.parse(running?.at ?? '')).toBeLessThanOrEqual(Date.parse(succeeded?.at ?? ''));
+      expect(succeeded?.run).toEqual(expect.objectContaining({ attempt: 1 }));
 
-      // bob's job runs after alice's: its events come after hers on the same channel, so had
-      // bob been sent alice's, they would be in his list before his own.
+      // bob's job runs after alice's: its events come after hers in the log, so had bob been
+      // sent alice's, they would be in his list before his own.
       const bobJob = await scheduleSoon(bob, 'bob');
       await bobEvents.waitForEvents(2);
-      expect(bobEvents.events.map((e) => [e.jobRunEvents.jobId, e.jobRunEvents.status])).toEqual([
+      expect(statuses(bobEvents)).toEqual([
         [bobJob, 'running'],
         [bobJob, 'succeeded'],
       ]);
@@ -83,33 +97,41 @@ describe('jobRunEvents subscriptions', () => {
     }
   });
 
-  test('forged NOTIFYs on the event channel deliver nothing new, and the subscription carries on', async () => {
+  test('forged NOTIFYs on the event channel deliver nothing, and the subscription carries on', async () => {
     const aliceClient = wsClient(server, alice);
     const bobClient = wsClient(server, bob);
     try {
-      const aliceJob = await scheduleSoon(alice, 'first');
-      const [run] = await finishedRuns(db(), aliceJob);
-      const aliceEvents = subscribe<RunEvent>(aliceClient, operation('job-run-events'));
-      const bobEvents = subscribe<RunEvent>(bobClient, operation('job-run-events'));
-      // A job (or anyone) can NOTIFY any channel: a real id with a false status, garbage, ids
-      // out of range. alice gets her run as it really is (succeeded), once; bob gets nothing.
+      const firstJob = await scheduleSoon(alice, 'first');
+      const [run] = await finishedRuns(db(), firstJob);
+      const after = await newestEventId(db());
+      const aliceEvents = subscribe<RunEvent>(aliceClient, operation('job-run-events'), { after });
+      const bobEvents = subscribe<RunEvent>(bobClient, operation('job-run-events'), { after });
+      // Anyone can NOTIFY any channel: the old payload naming a real run with a false status,
+      // garbage, ids out of range. A notification only makes the server look at the log.
       const forged = [
-        JSON.stringify({ run_id: Number(run?.id), job_id: Number(aliceJob), status: 'failed' }),
+        JSON.stringify({ run_id: Number(run?.id), job_id: Number(firstJob), status: 'failed' }),
         JSON.stringify({ run_id: '99999999999999999999', status: 'running' }),
         JSON.stringify({ run_id: -1 }),
         'not json',
-        JSON.stringify({ run_id: { nested: true } }),
+        '',
       ];
-      await new Promise((resolve) => setTimeout(resolve, 500)); // let both subscriptions start listening
       for (const payload of forged) await db().admin.query(`select pg_notify('hardcron_run_events', $1)`, [payload]);
-      await aliceEvents.waitForEvents(1);
-      expect(aliceEvents.events.map((e) => [e.jobRunEvents.id, e.jobRunEvents.status])).toEqual([[run?.id, 'succeeded']]);
 
-      // Both subscriptions survived the garbage: bob's next real run reaches him, and only it.
+      // Both subscriptions survived the forgeries: bob's next real run reaches him, and only it;
+      // alice receives her next run, not the first one again.
       const bobJob = await scheduleSoon(bob, 'after the forgeries');
       await bobEvents.waitForEvents(2);
-      expect(bobEvents.events.map((e) => e.jobRunEvents.jobId)).toEqual([bobJob, bobJob]);
-      expect(aliceEvents.events).toHaveLength(1);
+      expect(statuses(bobEvents)).toEqual([
+        [bobJob, 'running'],
+        [bobJob, 'succeeded'],
+      ]);
+      const secondJob = await scheduleSoon(alice, 'second');
+      await aliceEvents.waitForEvents(2);
+      expect(statuses(aliceEvents)).toEqual([
+        [secondJob, 'running'],
+        [secondJob, 'succeeded'],
+      ]);
+      expect(bobEvents.events).toHaveLength(2);
       expect([...aliceEvents.errors, ...bobEvents.errors]).toEqual([]);
       aliceEvents.stop();
       bobEvents.stop();
@@ -150,7 +172,7 @@ describe('jobRunEvents subscriptions', () => {
     }
   });
 
-  test('a bad token in connectionParams is refused, and an anonymous subscriber sees no runs', async () => {
+  test('a bad token in connectionParams is refused, and so is a subscriber without a token', async () => {
     const forged = `${alice.slice(0, -4)}AAAA`;
     const badClient = wsClient(server, forged);
     try {
@@ -162,20 +184,33 @@ describe('jobRunEvents subscriptions', () => {
     }
 
     const anonymousClient = wsClient(server);
-    const aliceClient = wsClient(server, alice);
     try {
-      const anonymous = subscribe<RunEvent>(anonymousClient, operation('job-run-events'));
-      const aliceEvents = subscribe<RunEvent>(aliceClient, operation('job-run-events'));
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      const job = await scheduleSoon(alice, 'watched by nobody else');
-      await aliceEvents.waitForEvents(2);
-      expect(aliceEvents.events.map((e) => e.jobRunEvents.jobId)).toEqual([job, job]);
+      const anonymous = subscribe<RunEvent>(anonymousClient, operation('job-run-events'), { after: '0' });
+      await anonymous.ended;
       expect(anonymous.events).toEqual([]);
-      anonymous.stop();
-      aliceEvents.stop();
+      expect(anonymous.errors).toEqual([
+        expect.objectContaining({ message: expect.stringMatching(/need a token/), extensions: { code: 'HC_AUTH_REQUIRED' } }),
+      ]);
     } finally {
       await anonymousClient.dispose();
-      await aliceClient.dispose();
+    }
+  });
+
+  test.each([
+    [{ jobId: 'abc' }, 'jobId'],
+    [{ after: '-1' }, 'after'],
+    [{ after: '99999999999999999999' }, 'after'],
+  ])('arguments that are not ids are refused with HC_BAD_ARGUMENT: %j', async (variables, name) => {
+    const client = wsClient(server, alice);
+    try {
+      const refused = subscribe<RunEvent>(client, operation('job-run-events'), variables);
+      await refused.ended;
+      expect(refused.events).toEqual([]);
+      expect(refused.errors).toEqual([
+        expect.objectContaining({ message: expect.stringContaining(`${name} must be an id`), extensions: { code: 'HC_BAD_ARGUMENT' } }),
+      ]);
+    } finally {
+      await client.dispose();
     }
   });
 });

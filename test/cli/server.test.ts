@@ -5,7 +5,7 @@ import { runCli, type CliResult } from '../support/cli.ts';
 import { useTestDatabase } from '../support/database.ts';
 import { executorUrl } from '../support/executor.ts';
 import { sampleValue, scrape, sumOf } from '../support/prometheus.ts';
-import { authenticatorUrl, data, tokenFor } from '../support/server.ts';
+import { authenticatorUrl, data, graphql, tokenFor } from '../support/server.ts';
 
 const SECRET = `server-cli-${randomBytes(16).toString('hex')}`;
 
@@ -27,10 +27,10 @@ describe('hardcron server', { timeout: 60_000 }, () => {
     await Promise.all(spawned.map((server) => server.kill()));
   });
 
-  test('serves GraphQL, /healthz, /readyz and /metrics as $authenticator, and exits 0 on SIGTERM', { timeout: 90_000 }, async () => {
+  test('serves GraphQL, /healthz, /readyz and /metrics as $authenticator, refuses tokens longer than JWT_MAX_TTL, and exits 0 on SIGTERM', { timeout: 90_000 }, async () => {
     const port = await freePort();
     const url = await authenticatorUrl(db());
-    const server = spawnHardcron(['server'], { SERVER_DATABASE_URL: url, JWT_SECRET: SECRET, PORT: String(port) });
+    const server = spawnHardcron(['server'], { SERVER_DATABASE_URL: url, JWT_SECRET: SECRET, PORT: String(port), JWT_MAX_TTL: '2h' });
     spawned.push(server);
     expect(await server.waitForLog('GraphQL server listening')).toMatchObject({ name: 'hardcron-server', url: `http://127.0.0.1:${port}`, database: db().name });
     const base = `http://127.0.0.1:${port}`;
@@ -58,6 +58,10 @@ describe('hardcron server', { timeout: 60_000 }, () => {
       sumOf(before, 'hardcron_http_request_duration_seconds_count', { route: '/graphql' }) + 1,
     );
     expect(sampleValue(after, 'hardcron_server_pool_connections', { state: 'total' })).toBeGreaterThanOrEqual(1);
+
+    // JWT_MAX_TTL reaches the server: a token issued for 3 h (the default 24 h would accept it) is refused.
+    const tooLong = await graphql({ url: base }, '{ jobs { totalCount } }', {}, await tokenFor('alice', { exp: Math.floor(Date.now() / 1000) + 3 * 3600 }, SECRET));
+    expect([tooLong.status, tooLong.body.errors?.[0]?.extensions?.code]).toEqual([401, 'HC_AUTH_TOKEN_TOO_LONG']);
 
     server.signal('SIGTERM');
     expect(await server.exited).toEqual({ code: 0, signal: null });

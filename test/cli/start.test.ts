@@ -1,10 +1,11 @@
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { connectionRefused, eventually, freePort, spawnHardcron, type HardcronProcess } from '../support/child.ts';
 import { useTestDatabase } from '../support/database.ts';
-import { data } from '../support/server.ts';
+import { data, graphql, tokenFor } from '../support/server.ts';
 
 const READY = /^hardcron ready at (http:\/\/\S+?)\/? \(Ctrl-C stops\)$/;
 const READY_TIMEOUT_MS = 90_000;
@@ -68,6 +69,9 @@ describe('hardcron start with DATABASE_URL', () => {
     expect(first.process.stdout).toContain(`GraphiQL:  http://127.0.0.1:${port}/`);
     expect(first.process.stdout).toContain(`PostgreSQL: postgres://`);
     expect(first.mutation).toContain('functionSignature: "demo.heartbeat()"');
+    expect(first.process.stdout).toContain('Token for the user "demo", valid 12 hours.');
+    const { iat, exp } = decodeJwt(first.token);
+    expect(exp! - iat!).toBe(12 * 3600);
   });
 
   test('the token works against the printed URL, and the demo job it schedules runs', { timeout: 90_000 }, async () => {
@@ -146,11 +150,18 @@ describe('hardcron start with DATABASE_URL', () => {
     for (const line of first.process.stderr.split('\n').filter(Boolean)) expect(() => JSON.parse(line)).not.toThrow();
   });
 
-  test('a second start on the same database and data directory reaches ready again', { timeout: READY_TIMEOUT_MS + 60_000 }, async () => {
+  test('a second start on the same database and data directory reaches ready again (with JWT_MAX_TTL=90m: a shorter demo token, longer ones refused)', { timeout: READY_TIMEOUT_MS + 60_000 }, async () => {
     const before = await secrets();
     const heartbeats = await countHeartbeats();
-    const second = await start();
+    const second = await start({ JWT_MAX_TTL: '90m' });
     expect(await secrets()).toEqual(before); // the same secrets: not generated again
+    // The demo token fits JWT_MAX_TTL, which the server applies: a 2 h token is refused.
+    expect(second.process.stdout).toContain('Token for the user "demo", valid 90m.');
+    const { iat, exp } = decodeJwt(second.token);
+    expect(exp! - iat!).toBe(90 * 60);
+    const twoHours = await tokenFor('demo', { exp: Math.floor(Date.now() / 1000) + 2 * 3600 }, before.jwtSecret);
+    const refused = await graphql({ url: second.url }, '{ jobs { totalCount } }', {}, twoHours);
+    expect([refused.status, refused.body.errors?.[0]?.extensions?.code]).toEqual([401, 'HC_AUTH_TOKEN_TOO_LONG']);
     // The demo is provisioned once: its data (and the job scheduled above) are still there.
     const { jobs } = await data<{ jobs: { totalCount: number } }>({ url: second.url }, '{ jobs { totalCount } }', {}, second.token);
     expect(jobs.totalCount).toBe(1);

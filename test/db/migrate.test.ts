@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { MIGRATIONS_DIR, migrate } from '../../server/db/migrate.ts';
 import { MigrationError } from '../../server/errors.ts';
-import { createTestDatabase, type TestDatabase } from '../support/database.ts';
+import { connect, createTestDatabase, type TestDatabase } from '../support/database.ts';
+import { failureOf as statementFailure } from '../support/jobs.ts';
+import { failIfAnyoneWaits, heldAdvisoryLocks, holdOldAdvisoryKeys, waitForLockWaiters } from '../support/locks.ts';
 
 const databases: TestDatabase[] = [];
 const dirs: string[] = [];
@@ -88,6 +90,83 @@ describe('the migrator', () => {
     expect(runs.flatMap((run) => run.applied).sort()).toEqual(files);
     expect(runs.filter((run) => run.applied.length > 0)).toHaveLength(1);
     expect(await countRows(db, 'select count(*)::int as n from migrations.applied')).toBe(files.length);
+  });
+
+  test('concurrent first installs: a run that finds another creating the ledger waits for it, then carries on', async () => {
+    const db = await freshDatabase();
+    // Another installer (the same superuser), caught between creating the ledger's schema and committing.
+    const other = await connect(db.adminUrl);
+    try {
+      await other.query('begin');
+      await other.query('create schema migrations');
+      const install = migrate({ connectionString: db.adminUrl });
+      await waitForLockWaiters(db, `a.application_name = 'hardcron migrate'`);
+      await other.query('commit');
+      const files = (await readdir(MIGRATIONS_DIR)).sort();
+      expect((await install).applied).toEqual(files);
+      expect(await countRows(db, 'select count(distinct name)::int as n from migrations.applied')).toBe(files.length);
+    } finally {
+      await other.end();
+    }
+  });
+
+  test('a plain user cannot block migrate: holding every advisory key hardcron used and an ANALYZE of everything in an open transaction, it watches a new migration apply', async () => {
+    const db = await freshDatabase();
+    const dir = await copyOfMigrations();
+    await migrate({ connectionString: db.adminUrl, migrationsDir: dir });
+    await db.addUser('mallory', { scheduler: true });
+    const mallory = await db.login('mallory');
+    const inTransaction = await db.login('mallory');
+
+    const keys = await holdOldAdvisoryKeys(mallory, [db.role('mallory')]); // the old migrator key too
+    await inTransaction.query('begin');
+    await inTransaction.query('analyze'); // skips what she does not own, and would keep its locks until she ends
+    // The lock migrate takes is beyond her.
+    await mallory.query('begin');
+    expect(await statementFailure(mallory, 'lock table migrations.applied in share update exclusive mode')).toMatchObject({ code: '42501' });
+    await mallory.query('rollback');
+
+    await writeFile(join(dir, '9999_after_attack.sql'), 'create schema after_attack;');
+    const watch = failIfAnyoneWaits(db, `a.application_name like 'hardcron migrate%'`);
+    try {
+      const result = await Promise.race([migrate({ connectionString: db.adminUrl, migrationsDir: dir }), watch.failed]);
+      expect(result.applied).toEqual(['9999_after_attack.sql']);
+    } finally {
+      watch.stop();
+    }
+    expect(await countRows(db, `select count(*)::int as n from pg_namespace where nspname = 'after_attack'`)).toBe(1);
+    expect(await heldAdvisoryLocks(db, mallory)).toBe(keys); // all the while she held them
+    await inTransaction.query('rollback');
+  });
+
+  test('a migration blocked by a lock fails after the lock timeout (HC_MIGRATION_LOCK_TIMEOUT), naming the holder; concurrent runs wait for each other', async () => {
+    const db = await freshDatabase();
+    const dir = await copyOfMigrations();
+    await migrate({ connectionString: db.adminUrl, migrationsDir: dir });
+    await db.addUser('reader');
+    const reader = await db.login('reader');
+    await reader.query('begin');
+    await reader.query('select count(*) from api.jobs'); // ACCESS SHARE on the view and data.jobs, until she ends it
+    await writeFile(join(dir, '9999_needs_jobs.sql'), 'lock table data.jobs in access exclusive mode;');
+
+    const blocked = await failureOf(migrate({ connectionString: db.adminUrl, migrationsDir: dir, lockTimeoutMs: 50 }));
+    expect(blocked.code).toBe('HC_MIGRATION_LOCK_TIMEOUT');
+    expect(blocked.message).toContain('9999_needs_jobs.sql');
+    expect(blocked.message).toContain(db.role('reader'));
+    expect(await countRows(db, `select count(*)::int as n from migrations.applied where name = '9999_needs_jobs.sql'`)).toBe(0);
+
+    // A run that waits (the default timeout) holds the ledger meanwhile: another run gives up
+    // naming it, and a third waits for the first to finish, then finds nothing left to do.
+    const first = migrate({ connectionString: db.adminUrl, migrationsDir: dir });
+    await waitForLockWaiters(db, `a.application_name = 'hardcron migrate'`);
+    const impatient = await failureOf(migrate({ connectionString: db.adminUrl, migrationsDir: dir, lockTimeoutMs: 50 }));
+    expect(impatient.code).toBe('HC_MIGRATION_LOCK_TIMEOUT');
+    expect(impatient.message).toContain('hardcron migrate (ledger lock)');
+    const third = migrate({ connectionString: db.adminUrl, migrationsDir: dir });
+    await waitForLockWaiters(db, `a.application_name = 'hardcron migrate (ledger lock)'`);
+    await reader.query('commit');
+    expect((await first).applied).toEqual(['9999_needs_jobs.sql']);
+    expect((await third).applied).toEqual([]);
   });
 
   test('refuses an admin URL without superuser rights, with a clear error', async () => {

@@ -23,7 +23,7 @@ describe("the executor's own role is powerless", () => {
        where n.nspname !~ '^(pg_|information_schema$)' and c.relkind in ('r', 'p', 'v', 'm', 'S', 'f')
          and (has_table_privilege(current_user, c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
               or (c.relkind = 'S' and has_sequence_privilege(current_user, c.oid, 'USAGE, UPDATE')))
-         and c.oid not in ('api.jobs'::regclass, 'api.job_runs'::regclass)`);
+         and c.oid not in ('api.jobs'::regclass, 'api.job_runs'::regclass, 'api.job_run_events'::regclass)`);
     expect(rows).toEqual([]);
     expect((await failureOf(executor, 'select * from data.job_runs')).code).toBe('42501');
     expect((await failureOf(executor, 'delete from data.jobs')).code).toBe('42501');

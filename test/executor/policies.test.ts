@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { Executor } from '../../server/executor/executor.ts';
 import { connect, useTestDatabase } from '../support/database.ts';
 import { finishedRuns, runNow, startExecutor, waitFor } from '../support/executor.ts';
+import { eventually } from '../support/child.ts';
 import { createOwner } from '../support/jobs.ts';
 
 interface Run {
@@ -184,22 +185,25 @@ describe('missed runs, overlap, retries and events', () => {
     expect(runs).toHaveLength(3);
   });
 
-  test('every state change of a run is announced with ids and status only', async () => {
+  test('every state change of a run is logged, and announced with an empty payload', async () => {
     const listener = await connect(db().adminUrl);
-    const events: unknown[] = [];
+    const payloads: string[] = [];
     listener.on('notification', (message) => {
-      if (message.channel === 'hardcron_run_events') events.push(JSON.parse(message.payload ?? 'null'));
+      if (message.channel === 'hardcron_run_events') payloads.push(message.payload ?? '');
     });
     await listener.query('listen hardcron_run_events');
     try {
       const id = await runNow(alice, 'pol.noop()');
       const [run] = await finishedRuns(db(), id);
-      const runId = Number((await db().admin.query('select id from data.job_runs where job_id = $1', [id])).rows[0].id);
-      await new Promise((resolve) => setTimeout(resolve, 200)); // notifications trail the commit
-      const mine = events.filter((event) => (event as { job_id: number }).job_id === Number(id));
-      expect(mine).toEqual([
-        { run_id: runId, job_id: Number(id), status: 'running' },
-        { run_id: runId, job_id: Number(id), status: run?.status },
+      // Notifications arrive in commit order: once the sentinel is here, the run's are too.
+      await db().admin.query(`select pg_notify('hardcron_run_events', 'sentinel')`);
+      await eventually('the sentinel', async () => (payloads.includes('sentinel') ? true : undefined));
+      expect(payloads.filter((payload) => payload !== 'sentinel').length).toBeGreaterThanOrEqual(2);
+      expect(new Set(payloads.filter((payload) => payload !== 'sentinel'))).toEqual(new Set(['']));
+      const { rows } = await db().admin.query('select run_id::text, job_id::text, status from data.job_run_events where job_id = $1 order by id', [id]);
+      expect(rows).toEqual([
+        { run_id: run?.id, job_id: id, status: 'running' },
+        { run_id: run?.id, job_id: id, status: run?.status },
       ]);
     } finally {
       await listener.end();

@@ -63,6 +63,7 @@ describe('hard-shell install on an empty database', () => {
       { nspname: 'frames', owner: installer },
       { nspname: 'mgr', owner: installer },
       { nspname: 'migrations', owner: installer },
+      { nspname: 'server', owner: `"${db().role('api')}"` },
     ]);
   });
 

@@ -72,3 +72,8 @@ export async function runNow(client: pg.Client, signature: string, args: unknown
   await client.query('select api.run_job_now($1)', [id]);
   return id;
 }
+
+/** The newest run event id (as admin; '0' for an empty log): pass it as `after` to receive only what follows. */
+export async function newestEventId(db: TestDatabase): Promise<string> {
+  return (await db.admin.query<{ id: string }>('select coalesce(max(id), 0)::text as id from data.job_run_events')).rows[0]?.id ?? '0';
+}

@@ -28,12 +28,14 @@ export async function startTestServer(db: TestDatabase, options: Partial<GraphQL
   });
 }
 
-/** An HS256 token for `role` (a nickname), valid for an hour unless the claims say otherwise. */
+/**
+ * An HS256 token for `role` (a nickname), issued now and valid for an hour unless the claims say
+ * otherwise (`iat: undefined` leaves `iat` out).
+ */
 export async function tokenFor(role: unknown, claims: JWTPayload = {}, secret = TEST_JWT_SECRET): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ role, exp: now + 3600, ...claims } as JWTPayload)
+  return new SignJWT({ role, iat: now, exp: now + 3600, ...claims } as JWTPayload)
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
-    .setIssuedAt(now)
     .sign(new TextEncoder().encode(secret));
 }
 

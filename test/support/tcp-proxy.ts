@@ -14,7 +14,14 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
-export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
+/**
+ * `tap`, when given, sees every chunk a client sends upstream (with a number per connection),
+ * e.g. to record the statements of a PostgreSQL session.
+ */
+export async function startTcpProxy(
+  target: { host: string; port: number },
+  tap?: (connection: number, chunk: Buffer) => void,
+): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
   let accepted = 0;
   let server: Server | undefined;
@@ -34,6 +41,10 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
       upstream.on('error', () => client.destroy());
       client.on('close', () => upstream.destroy());
       upstream.on('close', () => client.destroy());
+      if (tap) {
+        const connection = accepted;
+        client.on('data', (chunk: Buffer) => tap(connection, chunk));
+      }
       client.pipe(upstream);
       upstream.pipe(client);
     });

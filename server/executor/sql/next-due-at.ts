@@ -5,8 +5,12 @@ import type pg from 'pg';
  * or null when nothing is scheduled.
  */
 export async function msUntilNextDue(client: pg.ClientBase): Promise<number | null> {
-  const { rows } = await client.query<{ wait_ms: number | null }>(
-    'select greatest(0, extract(epoch from executor.next_due_at() - clock_timestamp()) * 1000)::float8 as wait_ms',
+  // Two instants as epoch seconds, subtracted here: the statement calls no operator.
+  const { rows } = await client.query<{ due: number | null; now: number }>(
+    `select pg_catalog.date_part('epoch'::text, executor.next_due_at()) as due,
+            pg_catalog.date_part('epoch'::text, pg_catalog.clock_timestamp()) as now`,
   );
-  return rows[0]?.wait_ms ?? null;
+  const row = rows[0];
+  if (!row || row.due === null) return null;
+  return Math.max(0, (row.due - row.now) * 1000);
 }
