@@ -10,7 +10,7 @@ import { sessionConfig } from '../db/session.ts';
 import { checkRuntimeLogin } from '../db/login.ts';
 import type { Logger } from '../logger.ts';
 import { AuthError, createTokenVerifier, type AuthOptions } from './auth.ts';
-import { requestIds } from './errors.ts';
+import { anonymousRequests, requestIds } from './errors.ts';
 import { makePreset } from './graphile.config.ts';
 import { RunEventPump } from './run-events.ts';
 import { ServerMetrics } from './metrics.ts';
@@ -151,7 +151,8 @@ function assignRequestId(req: Request, res: Response, next: NextFunction): void 
 function authenticate(identities: RequestIdentities, logger: Logger) {
   return (req: Request, res: Response, next: NextFunction): void => {
     identities.authenticateHttp(req).then(
-      () => next(),
+      // Remembered for the error mapping: a refusal of an anonymous request says a token is missing.
+      (identity) => anonymousRequests.run(identity.nickname === null, next),
       (error: unknown) => {
         if (error instanceof AuthError) {
           res.status(401).setHeader('www-authenticate', 'Bearer error="invalid_token"');

@@ -8,6 +8,7 @@ import { migrateCommand } from './migrate.ts';
 import { serverCommand } from './server.ts';
 import { startCommand } from './start.ts';
 import { tokenCommand } from './token.ts';
+import { uninstallCommand } from './uninstall.ts';
 import { userCommand } from './user.ts';
 
 const commands: Readonly<Record<string, Command>> = {
@@ -18,6 +19,7 @@ const commands: Readonly<Record<string, Command>> = {
   user: userCommand,
   jobs: jobsCommand,
   start: startCommand,
+  uninstall: uninstallCommand,
 };
 
 function usage(): string {

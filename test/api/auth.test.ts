@@ -288,11 +288,12 @@ describe('bearer tokens', () => {
       await stopServers(server);
     });
 
-    test('without a token the request runs as $anonymous: no jobs, and a mutation is refused with 42501', async () => {
+    test('without a token the request runs as $anonymous: no jobs, and a mutation is refused with HC_AUTH_REQUIRED, saying how to get a token', async () => {
       expect(await myJobIds(server, '')).toEqual([]);
       const refused = await graphql(server, operation('schedule-job'), SCHEDULE);
       expect(refused.status).toBe(200);
-      expect(refused.body.errors?.map((error) => error.extensions?.code)).toEqual(['42501']);
+      expect(refused.body.errors?.map((error) => error.extensions?.code)).toEqual(['HC_AUTH_REQUIRED']);
+      expect(refused.body.errors?.[0]?.message).toMatch(/^this needs a token, and the request had none: send the header "Authorization: Bearer <token>"; get a token with `hardcron token <nickname>`/);
       expect(refused.body.data).toEqual({ scheduleJob: null });
       await expectNoTrace(jobsBefore);
     });

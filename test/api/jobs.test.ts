@@ -116,7 +116,8 @@ describe('jobs through GraphQL, as the token\'s user', () => {
     const { jobs } = await data<{ jobs: { totalCount: number } }>(server, operation('my-jobs'));
     expect(jobs.totalCount).toBe(0);
     const refused = await graphql(server, operation('schedule-job'), { functionSignature: 'billing.close_day(date)', arguments: ['2026-11-01'], schedule: '* * * * *' });
-    expect(refused.body.errors?.[0]?.extensions?.code).toBe('42501');
+    expect(refused.body.errors?.[0]?.extensions?.code).toBe('HC_AUTH_REQUIRED');
+    expect(refused.body.errors?.[0]?.message).toMatch(/needs a token.*hardcron token/);
     expect(await countRows(db(), 'data.jobs')).toBe(0);
   });
 });

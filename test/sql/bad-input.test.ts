@@ -277,12 +277,8 @@ const SCHEDULE_CASES: BadInput[] = [
     code: 'HC208',
     message: /^give exactly one of schedule \(a cron expression\) and run_at \(a time\)$/,
   },
-  {
-    what: 'neither schedule nor run_at',
-    params: { function_signature: 'billing.close_day(date)', arguments: '["2026-01-01"]' },
-    code: 'HC208',
-    message: /^give exactly one of schedule/,
-  },
+  // Neither schedule nor run_at is no longer bad input: it schedules one run, due now (see
+  // scheduling.test.ts).
   {
     what: 'an empty schedule and a run_at',
     params: { ...CLOSE_DAY, schedule: '', run_at: FUTURE },

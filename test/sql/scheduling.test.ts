@@ -2,6 +2,7 @@ import { beforeAll, describe, expect, test } from 'vitest';
 import type pg from 'pg';
 import { useTestDatabase } from '../support/database.ts';
 import { countRows, createBilling, failureOf, type JobRow } from '../support/jobs.ts';
+import { finishedRuns, startExecutor } from '../support/executor.ts';
 import { fullErrorOf } from '../support/threats.ts';
 
 describe('scheduling a job through the api, as provisioned users over real logins', () => {
@@ -79,6 +80,27 @@ describe('scheduling a job through the api, as provisioned users over real login
 
     const byName = await schedule(alice, { function_signature: 'billing.close_day', arguments: '["2026-02-02"]', schedule: '@daily' });
     expect(byName.function_signature).toBe('billing.close_day(date)');
+  });
+
+  test('a one-off job with neither schedule nor run_at is due at once, runs once, and stays listed with its run', async () => {
+    const job = await schedule(alice, { function_signature: 'billing.close_day(date)', arguments: '["2026-02-03"]', name: 'once, now' });
+    const { rows: [scheduledAt] } = await alice.query<{ now: Date }>('select now()');
+    expect(job).toMatchObject({ schedule: null, enabled: true });
+    // Due when it was scheduled: run_at and next_run_at are the scheduling transaction's time.
+    expect(job.run_at).toEqual(job.next_run_at);
+    expect((job.run_at as Date).getTime()).toBeLessThanOrEqual((scheduledAt?.now as Date).getTime());
+
+    const executor = await startExecutor(db());
+    try {
+      const [run] = await finishedRuns(db(), job.id);
+      expect(run).toMatchObject({ status: 'succeeded', attempt: 1, scheduled_for: job.run_at });
+    } finally {
+      await executor.stop();
+    }
+    // Nothing more to run, and still listed (with its run) for its owner.
+    expect((await alice.query('select next_run_at, last_status from api.jobs where id = $1', [job.id])).rows).toEqual([{ next_run_at: null, last_status: 'succeeded' }]);
+    expect((await alice.query(`select count(*)::int as n from api.job_runs where job_id = $1`, [job.id])).rows).toEqual([{ n: 1 }]);
+    expect((await db().admin.query(`select count(*)::int as n from billing.closed where day = '2026-02-03'`)).rows).toEqual([{ n: 1 }]);
   });
 
   test('pause clears next_run_at, resume restores it, run now adds an occurrence due now, update re-plans', async () => {
