@@ -30,7 +30,10 @@ HARDCRON_DATA_DIR/secrets.json, never printed); provisions the user "demo" with 
 function demo.heartbeat(); starts the GraphQL server and one executor (a child process); and
 prints the GraphiQL URL, a token for "demo" valid for ${DEMO_TOKEN_HOURS} hours (or JWT_MAX_TTL if
 shorter) and a mutation to try.
-Ctrl-C stops all of it.
+While it runs, hardcron user, token, jobs and migrate use its cluster and its secret (it records
+where the cluster listens in HARDCRON_DATA_DIR/postgres/running.json, mode 0600).
+Ctrl-C stops all of it: the executor (its runs finish, its lease is released), the server, and
+PostgreSQL last.
 
 Environment:
   DATABASE_URL       an admin (superuser) URL to use instead of embedded PostgreSQL
@@ -56,9 +59,13 @@ Environment:
     const secrets = await loadLocalSecrets(dataDir, env.JWT_SECRET || undefined);
 
     const say = (line = ''): boolean => process.stdout.write(`${line}\n`);
-    const target = await openAdminTarget(env);
-    const stack = new Shutdown(logger);
-    stack.push(() => target.stop());
+    // Recorded (HARDCRON_DATA_DIR/postgres/running.json), so that hardcron user, jobs, migrate
+    // and friends use this cluster while it runs.
+    const target = await openAdminTarget(env, { record: true });
+    const stack = new Shutdown(logger, say);
+    // Steps run in reverse: the executor (it stops claiming, lets its runs finish and releases
+    // its lease), then the server, and PostgreSQL last, when nothing uses it any more.
+    if (target.kind === 'embedded') stack.push('database', () => target.stop());
     try {
       say(target.kind === 'embedded' ? `PostgreSQL: embedded, data in ${dataDir}` : `PostgreSQL: ${redactUrl(target.adminUrl)}`);
       await migrate({ connectionString: target.adminUrl });
@@ -73,11 +80,11 @@ Environment:
         host,
         ...requestLimits,
       });
-      stack.push(() => server.stop());
+      stack.push('server', () => server.stop());
 
       const executorId = `start:${process.pid}`;
       const executor = spawnExecutor(withLogin(target.adminUrl, `${database}$executor`, secrets.executorPassword), executorId, env.LOG_LEVEL ?? 'warn');
-      stack.push(() => stopChild(executor));
+      stack.push('executor', () => stopChild(executor));
       await waitForExecutor(target, executorId, executor);
       await waitForServer(server);
 
@@ -100,23 +107,35 @@ Environment:
   },
 };
 
-/** Stops what was started, in reverse order, once. */
+/**
+ * Stops what was started, in reverse order, once, with one plain line per part on stdout: a
+ * clean stop is not a warning. A step that fails is logged (its message, not the error object:
+ * a database client's error drags its whole connection state along).
+ */
 class Shutdown {
   stopping = false;
-  private readonly steps: Array<() => Promise<void>> = [];
+  private readonly steps: Array<{ name: string; step: () => Promise<void> }> = [];
 
-  constructor(private readonly logger: Logger) {}
+  constructor(
+    private readonly logger: Logger,
+    private readonly say: (line?: string) => boolean,
+  ) {}
 
-  push(step: () => Promise<void>): void {
-    this.steps.push(step);
+  push(name: string, step: () => Promise<void>): void {
+    this.steps.push({ name, step });
   }
 
   async run(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    for (const step of this.steps.reverse()) {
-      await step().catch((error: unknown) => this.logger.warn({ err: error }, 'error while stopping'));
+    for (const { name, step } of this.steps.reverse()) {
+      this.say(`stopping: ${name}`);
+      await step().catch((error: unknown) => {
+        const code = error instanceof HardcronError ? error.code : (error as { code?: unknown } | null)?.code;
+        this.logger.error({ part: name, code, message: error instanceof Error ? error.message : String(error) }, 'error while stopping');
+      });
     }
+    this.say('stopped');
   }
 }
 

@@ -18,8 +18,11 @@ type ChildOptions = Omit<EmbeddedClusterOptions, 'onLog'>;
 
 /** Starts the cluster in a child process; `stop()` stops it and waits for the child to exit. */
 export async function startEmbeddedClusterProcess(options: ChildOptions): Promise<EmbeddedCluster> {
+  // A process group of its own (PostgreSQL inherits it): a terminal's Ctrl-C reaches only the
+  // parent, which stops the cluster last, after the connections using it have closed.
   const child = spawn(process.execPath, ['--import', 'tsx', SCRIPT, JSON.stringify(options)], {
     stdio: ['pipe', 'pipe', 'inherit'],
+    detached: true,
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const firstLine = await new Promise<string>((resolve, reject) => {
@@ -27,9 +30,10 @@ export async function startEmbeddedClusterProcess(options: ChildOptions): Promis
     lines.once('line', resolve);
     child.once('exit', (code) => reject(new DatabaseTargetError('HC_EMBEDDED_START', `embedded PostgreSQL process exited (${code})`)));
   });
-  const started = JSON.parse(firstLine) as { superuserUrl?: string; port?: number; error?: string };
+  const started = JSON.parse(firstLine) as { superuserUrl?: string; port?: number; error?: string; code?: string };
   if (!started.superuserUrl || !started.port) {
-    throw new DatabaseTargetError('HC_EMBEDDED_START', started.error ?? 'embedded PostgreSQL did not start');
+    // The child's code (HC_EMBEDDED_RUNNING, HC_EMBEDDED_PATH, …) is the caller's to see.
+    throw new DatabaseTargetError(started.code ?? 'HC_EMBEDDED_START', started.error ?? 'embedded PostgreSQL did not start');
   }
   return {
     superuserUrl: started.superuserUrl,
@@ -46,7 +50,8 @@ async function runAsScript(options: ChildOptions): Promise<void> {
   try {
     cluster = await startEmbeddedCluster(options);
   } catch (error) {
-    process.stdout.write(`${JSON.stringify({ error: error instanceof Error ? error.message : String(error) })}\n`);
+    const code = error instanceof DatabaseTargetError ? error.code : undefined;
+    process.stdout.write(`${JSON.stringify({ error: error instanceof Error ? error.message : String(error), code })}\n`);
     process.exit(1);
   }
   process.stdout.write(`${JSON.stringify({ superuserUrl: cluster.superuserUrl, port: cluster.port })}\n`);

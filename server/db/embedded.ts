@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
@@ -31,6 +31,8 @@ export interface EmbeddedCluster {
 
 const SUPERUSER = 'postgres';
 const PASSWORD_FILE = 'superuser-password';
+/** Where `hardcron start` says its cluster listens, so that other commands can use it (mode 0600). */
+const RUNNING_FILE = 'running.json';
 const LOG_LINES_KEPT = 40;
 
 /**
@@ -120,6 +122,78 @@ async function requireReachableByOthers(path: string): Promise<void> {
   }
 }
 
+/** What {@link recordRunningCluster} writes: enough to reach the cluster and to recognise it. */
+export interface RunningCluster {
+  /** The postmaster's pid, as in `pgdata/postmaster.pid`. */
+  readonly pid: number;
+  readonly port: number;
+  readonly superuserUrl: string;
+  /** The data directory (`pgdata`), as the cluster reports it in `data_directory`. */
+  readonly pgdata: string;
+}
+
+/**
+ * Records, in `dir` with mode 0600, where the cluster started on `dir` listens: the commands run
+ * while `hardcron start` runs use that cluster instead of refusing to start a second one.
+ */
+export async function recordRunningCluster(dir: string, cluster: EmbeddedCluster): Promise<void> {
+  const pgdata = await realpath(join(dir, 'pgdata'));
+  const postmaster = await readPostmasterPid(pgdata);
+  if (!postmaster || postmaster.port !== cluster.port) {
+    throw new DatabaseTargetError('HC_EMBEDDED_START', `embedded PostgreSQL in ${dir} started but its postmaster.pid does not name port ${cluster.port}`);
+  }
+  const record: RunningCluster = { pid: postmaster.pid, port: cluster.port, superuserUrl: cluster.superuserUrl, pgdata };
+  // Written whole, then renamed: a reader sees the old file or the new one, never half of one.
+  const temporary = join(dir, `${RUNNING_FILE}.${process.pid}`);
+  await writeFile(temporary, `${JSON.stringify(record)}\n`, { mode: 0o600 });
+  await rename(temporary, join(dir, RUNNING_FILE));
+}
+
+/** Removes the record (before the cluster stops: a reader must not pick a cluster on its way down). */
+export async function removeRunningRecord(dir: string): Promise<void> {
+  await rm(join(dir, RUNNING_FILE), { force: true });
+}
+
+/**
+ * The recorded cluster on `dir` if its postmaster still runs there: the record's pid and port
+ * must be those of `pgdata/postmaster.pid` and that process alive. A record left by a killed
+ * `hardcron start` fails this and is removed; the caller then starts the cluster itself. Whether
+ * the cluster really answers is the caller's check (it connects).
+ */
+export async function findRunningCluster(dir: string): Promise<RunningCluster | null> {
+  let record: RunningCluster;
+  try {
+    record = JSON.parse(await readFile(join(dir, RUNNING_FILE), 'utf8')) as RunningCluster;
+  } catch {
+    return null;
+  }
+  const valid =
+    typeof record === 'object' && record !== null &&
+    Number.isInteger(record.pid) && Number.isInteger(record.port) &&
+    typeof record.superuserUrl === 'string' && typeof record.pgdata === 'string';
+  const pgdata = join(dir, 'pgdata');
+  const postmaster = valid ? await readPostmasterPid(pgdata) : null;
+  if (valid && postmaster && postmaster.pid === record.pid && postmaster.port === record.port && isAlive(record.pid) &&
+      (await realpath(pgdata).catch(() => '')) === record.pgdata) {
+    return record;
+  }
+  await removeRunningRecord(dir);
+  return null;
+}
+
+/** pid (line 1) and port (line 4) of a cluster's postmaster.pid, or null when there is none. */
+async function readPostmasterPid(pgdata: string): Promise<{ pid: number; port: number } | null> {
+  let lines: string[];
+  try {
+    lines = (await readFile(join(pgdata, 'postmaster.pid'), 'utf8')).split('\n');
+  } catch {
+    return null;
+  }
+  const pid = Number.parseInt(lines[0] ?? '', 10);
+  const port = Number.parseInt(lines[3] ?? '', 10);
+  return Number.isInteger(pid) && pid > 0 && Number.isInteger(port) ? { pid, port } : null;
+}
+
 /** A postmaster left running by a killed process holds the data directory: say so plainly. */
 async function refuseIfAlreadyRunning(pgdata: string): Promise<void> {
   let pidFile: string;
@@ -132,7 +206,8 @@ async function refuseIfAlreadyRunning(pgdata: string): Promise<void> {
   if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
     throw new DatabaseTargetError(
       'HC_EMBEDDED_RUNNING',
-      `an embedded PostgreSQL (pid ${pid}) is already running on ${pgdata}: stop it (kill ${pid}) or set DATABASE_URL to use it`,
+      `an embedded PostgreSQL (pid ${pid}) is already running on ${pgdata}, but not one that hardcron start recorded ` +
+        `(${RUNNING_FILE} is missing or stale): stop it (kill ${pid}) and run the command again`,
     );
   }
 }

@@ -12,7 +12,7 @@ export interface LocalSecrets {
   readonly executorPassword: string;
 }
 
-const SECRETS_FILE = 'secrets.json';
+export const SECRETS_FILE = 'secrets.json';
 
 /**
  * The data directory's secrets, created on first use. JWT_SECRET from the environment wins over

@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, realpath } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { ConfigError, DatabaseTargetError } from '../errors.ts';
-import { startEmbeddedCluster } from './embedded.ts';
+import { findRunningCluster, recordRunningCluster, removeRunningRecord } from './embedded.ts';
 import { startEmbeddedClusterProcess } from './embedded-process.ts';
 import { sessionConfig } from './session.ts';
 
@@ -34,22 +34,53 @@ export const DEFAULT_DATA_DIR = '.hardcron';
 export const EMBEDDED_DATABASE = 'd0';
 
 /**
- * The target of `hardcron migrate` and friends: DATABASE_URL when set, otherwise an embedded
- * cluster kept under HARDCRON_DATA_DIR (default `.hardcron/`) with a database `d0`.
+ * The target of `hardcron migrate` and friends: DATABASE_URL when set, otherwise the embedded
+ * cluster kept under HARDCRON_DATA_DIR (default `.hardcron/`) with a database `d0`: the one
+ * `hardcron start` runs when it has recorded one that answers, else one started for this process
+ * (in a child process with a process group of its own, stopped by `stop()`).
+ *
+ * `record` (hardcron start): write down where the started cluster listens, for the commands run
+ * meanwhile; `stop()` removes the record before it stops the cluster.
  */
-export async function openAdminTarget(env: Env = process.env): Promise<DatabaseTarget> {
+export async function openAdminTarget(env: Env = process.env, options: { record?: boolean } = {}): Promise<DatabaseTarget> {
   const url = env.DATABASE_URL;
   if (url !== undefined && url !== '') return urlTarget(parseDatabaseUrl('DATABASE_URL', url));
 
-  const dir = resolve(env.HARDCRON_DATA_DIR || DEFAULT_DATA_DIR);
-  const cluster = await startEmbeddedCluster({ dir: join(dir, 'postgres') });
+  const dir = join(resolve(env.HARDCRON_DATA_DIR || DEFAULT_DATA_DIR), 'postgres');
+  const running = await findRunningCluster(dir);
+  if (running && (await isCluster(running.superuserUrl, running.pgdata))) {
+    await ensureDatabase(running.superuserUrl, EMBEDDED_DATABASE);
+    // Not ours to stop: the process that started it does.
+    return { kind: 'embedded', adminUrl: withDatabase(running.superuserUrl, EMBEDDED_DATABASE), stop: async () => {} };
+  }
+
+  const cluster = await startEmbeddedClusterProcess({ dir });
+  const stop = async (): Promise<void> => {
+    if (options.record) await removeRunningRecord(dir);
+    await cluster.stop();
+  };
   try {
     await ensureDatabase(cluster.superuserUrl, EMBEDDED_DATABASE);
+    if (options.record) await recordRunningCluster(dir, cluster);
   } catch (error) {
-    await cluster.stop();
+    await stop();
     throw error;
   }
-  return { kind: 'embedded', adminUrl: withDatabase(cluster.superuserUrl, EMBEDDED_DATABASE), stop: () => cluster.stop() };
+  return { kind: 'embedded', adminUrl: withDatabase(cluster.superuserUrl, EMBEDDED_DATABASE), stop };
+}
+
+/** Whether `superuserUrl` answers and is the cluster of `pgdata` (not another one on a reused port). */
+async function isCluster(superuserUrl: string, pgdata: string): Promise<boolean> {
+  const client = new pg.Client({ ...sessionConfig(superuserUrl, 'hardcron find cluster'), connectionTimeoutMillis: 10_000 });
+  try {
+    await client.connect();
+    const { rows } = await client.query<{ dir: string }>(`select pg_catalog.current_setting('data_directory'::text) as dir`);
+    return rows[0]?.dir !== undefined && (await realpath(rows[0].dir).catch(() => '')) === pgdata;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => {});
+  }
 }
 
 /**
