@@ -8,8 +8,20 @@ import type { Logger } from '../logger.ts';
 export const requestIds = new AsyncLocalStorage<string>();
 
 /**
- * SQLSTATEs whose message is written for the caller: hardcron's own errors (HC…, see the
- * scheduling error table in DESIGN.md) and "permission denied" (e.g. a caller without a token
+ * Whether the HTTP request being served came without a token (it runs as $anonymous). Set once
+ * the token check has passed; unset for websocket requests (subscriptions refuse anonymity
+ * themselves).
+ */
+export const anonymousRequests = new AsyncLocalStorage<boolean>();
+
+/** What an anonymous caller is told when PostgreSQL refuses it something: a token is missing. */
+export const AUTH_REQUIRED_MESSAGE =
+  'this needs a token, and the request had none: send the header "Authorization: Bearer <token>"; ' +
+  'get a token with `hardcron token <nickname>` (`npm start` prints one for the user "demo")';
+
+/**
+ * SQLSTATEs whose message is written for the caller: hardcron's own errors (HC…, see
+ * docs/errors.md) and "permission denied" (e.g. a caller without a token
  * trying a mutation). Their message and code reach the client as they are.
  */
 function isPublicSqlState(code: string): boolean {
@@ -57,7 +69,9 @@ function timeoutError(code: unknown, timeouts: RequestTimeouts): { code: string;
 /**
  * grafserv's maskError: GraphQL's own errors (validation, coercion) and hardcron's database
  * errors pass with their message and `extensions.code`; a request stopped by a timeout gets
- * HC_TIMEOUT or HC_LOCK_TIMEOUT; anything else is logged with the request id and reaches the
+ * HC_TIMEOUT or HC_LOCK_TIMEOUT; a permission refusal (42501) of a request without a token
+ * becomes HC_AUTH_REQUIRED, since "permission denied for function schedule_job" does not tell
+ * a newcomer that the token is what is missing; anything else is logged with the request id and reaches the
  * client as "internal error" with that id only (no stack, no SQL).
  */
 export function makeMaskError(logger: Logger, timeouts: RequestTimeouts): (error: GraphQLError) => GraphQLError {
@@ -75,6 +89,16 @@ export function makeMaskError(logger: Logger, timeouts: RequestTimeouts): (error
         path: error.path,
         originalError: original,
         extensions: { code: timedOut.code },
+      });
+    }
+    if (code === '42501' && anonymousRequests.getStore() === true) {
+      return new GraphQLError(AUTH_REQUIRED_MESSAGE, {
+        nodes: error.nodes,
+        source: error.source,
+        positions: error.positions,
+        path: error.path,
+        originalError: original,
+        extensions: { code: 'HC_AUTH_REQUIRED' },
       });
     }
     if (original instanceof HardcronError || (typeof code === 'string' && isPublicSqlState(code))) {

@@ -124,7 +124,7 @@ describe('hardcron start with DATABASE_URL', () => {
       [`hardcron executor start:${first.process.pid}`],
     );
     expect(sessions).toEqual([{ usename: db().role('executor') }]);
-    // THREATS 29: no secret on a command line (anyone on the machine can read those).
+    // No secret on a command line (anyone on the machine can read those).
     const commands = first.process.liveGroup().map((member) => member.command);
     expect(commands.length).toBeGreaterThanOrEqual(2);
     for (const secret of Object.values(await secrets())) {

@@ -27,7 +27,7 @@ const CONTROLS = [
 ];
 
 /**
- * The CVE-2018-1058 attack on hardcron's own sessions (THREATS: planted operators). An ordinary
+ * The CVE-2018-1058 attack on hardcron's own sessions (planted operators). An ordinary
  * user with CREATE on the database (every member of an owner role made with
  * `mgr.re_create_role(…, true)`) plants, in `public` and in a schema named after every role a
  * hardcron session runs as or sets, a look-alike of every operator, function and aggregate that

@@ -6,7 +6,7 @@ import { finishedRuns, runNow, startExecutor, waitFor } from '../support/executo
 import { createOwner } from '../support/jobs.ts';
 
 /**
- * THREATS 15, 16, 17 and 39: jobs that wait forever, turn their timeout off, go after the
+ * Jobs that wait forever, turn their timeout off, go after the
  * executor's connections, return more than anyone wants, or flood the connection. Two workers,
  * so "other jobs unaffected" means a job running beside the bad one, not only after it.
  */

@@ -4,7 +4,7 @@ import { useTestDatabase } from '../support/database.ts';
 import { failureOf } from '../support/jobs.ts';
 
 /**
- * Code that resets the role inside a job lands in the executor's own role (THREATS 35). That
+ * Code that resets the role inside a job lands in the executor's own role. That
  * role must be able to do nothing harmful: no table privileges, no dangerous predefined roles,
  * nothing to execute but its own api, and that api refuses what is not the executor's.
  */

@@ -8,7 +8,7 @@ import { createOwner } from '../support/jobs.ts';
 /**
  * $executor is a member of every scheduler (it becomes each job's owner with SET ROLE), and
  * PostgreSQL checks SET ROLE against the session user. So job code that ran outside a SECURITY
- * DEFINER frame could RESET ROLE and SET ROLE to any other user (THREATS 35, and 9, 34).
+ * DEFINER frame could RESET ROLE and SET ROLE to any other user.
  * alice's attempts below each try to become bob and unschedule bob's job; the executor runs
  * every run inside alice's frame (sql/0015), where PostgreSQL refuses any change of role.
  */

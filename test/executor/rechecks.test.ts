@@ -125,7 +125,7 @@ describe('eligibility is re-checked at execution', () => {
   });
 
   test('the function owner role was dropped and created again under the same name', async () => {
-    // Roles are resolved by name (seed decision): the new role is checked like any other. Here it
+    // Roles are resolved by name (DESIGN.md): the new role is checked like any other. Here it
     // owns nothing the job names (the function went with the old role): rejected. Had it been
     // given an eligible function of that signature and alice's membership, the job would run:
     // every rule holds again, now.

@@ -99,7 +99,7 @@ describe('what a job does to its session stays with it', () => {
   });
 });
 
-describe('deferred constraint triggers fire as the job owner (THREATS 34)', () => {
+describe('deferred constraint triggers fire as the job owner', () => {
   const db = useTestDatabase();
   let executor: Executor;
 
@@ -133,7 +133,7 @@ describe('deferred constraint triggers fire as the job owner (THREATS 34)', () =
   });
 });
 
-describe('the check and the call see the same function definition (THREATS 36)', () => {
+describe('the check and the call see the same function definition', () => {
   const db = useTestDatabase();
   let executor: Executor;
 
@@ -183,7 +183,7 @@ describe('the check and the call see the same function definition (THREATS 36)',
   }, 120_000);
 });
 
-describe('objects a job plants in pg_temp are never used by hardcron (THREATS 8)', () => {
+describe('objects a job plants in pg_temp are never used by hardcron', () => {
   const db = useTestDatabase();
   let executor: Executor;
 

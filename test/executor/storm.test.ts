@@ -6,7 +6,7 @@ import { finishedRuns, runNow, startExecutor, waitFor, type RunRecord } from '..
 import { createOwner } from '../support/jobs.ts';
 import { schedule } from '../support/threats.ts';
 
-/** THREATS 19: jobs that schedule jobs do so as their owner would, and cannot grow without bound. */
+/** Jobs that schedule jobs do so as their owner would, and cannot grow without bound. */
 describe('a job that schedules jobs', () => {
   const db = useTestDatabase();
   let alice: pg.Client;

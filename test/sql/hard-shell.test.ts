@@ -67,7 +67,7 @@ describe('the hard shell as $client members, $executor and $authenticator see it
     }
   });
 
-  // THREATS 24: a token can only make $authenticator become a role it was granted, so it must be
+  // A token can only make $authenticator become a role it was granted, so it must be
   // granted end users and $anonymous only (and $client, NOINHERIT, for introspecting as $client).
   test('$authenticator is granted end users, $anonymous and $client only; $executor the schedulers among them only', async () => {
     await db().addUser('bea'); // not a scheduler: no job of hers ever runs
@@ -126,7 +126,7 @@ describe('the hard shell as $client members, $executor and $authenticator see it
   });
 
   test('$mgr cannot replace the helpers that run inside its superuser-owned procedures', async () => {
-    // The seed lets $mgr own schema mgr; a schema owner may drop any object in it, and a
+    // Were $mgr to own schema mgr: a schema owner may drop any object in it, and a
     // look-alike mgr.grant_priv would then run as superuser inside mgr.re_create_role.
     const { admin, role } = db();
     await admin.query(`set role "${role('mgr')}"`);

@@ -15,7 +15,7 @@ import {
 } from '../support/threats.ts';
 
 /**
- * THREATS.md A.8-9, A.12, C.21-22 and F.33: who the caller is cannot be spoofed, one owner's job
+ * Who the caller is cannot be spoofed, one owner's job
  * ids are indistinguishable from missing ones to everyone else, "Alice" is not "alice", and names
  * planted on a caller's search_path (or in pg_temp) never reach hardcron's own code.
  */
@@ -41,7 +41,7 @@ describe('identity and name-resolution threats', () => {
     bob = await db().login('bob');
   });
 
-  describe('identity spoofing (THREATS 12)', () => {
+  describe('identity spoofing', () => {
     test('jwt.claims.role, request.jwt.claims and request.jwt.claim.role naming bob: the job alice schedules is alice\'s', async () => {
       const session = await db().login('alice');
       const bobRole = db().role('bob');
@@ -111,7 +111,7 @@ describe('identity and name-resolution threats', () => {
     });
   });
 
-  describe('foreign job ids (THREATS 21-22)', () => {
+  describe('foreign job ids', () => {
     const operations: Array<[string, string]> = [
       ['pause_job', 'select * from api.pause_job($1)'],
       ['resume_job', 'select * from api.resume_job($1)'],
@@ -162,7 +162,7 @@ describe('identity and name-resolution threats', () => {
     });
   });
 
-  describe('case of role names (THREATS 33)', () => {
+  describe('case of role names', () => {
     test('mgr.add_user refuses nicknames that are not lower case (HC101)', async () => {
       for (const nickname of ['Alice', 'ALICE', 'alicE']) {
         let code = 'ok';
@@ -234,7 +234,7 @@ describe('identity and name-resolution threats', () => {
     });
   });
 
-  describe('names planted on the caller\'s search_path or in pg_temp (THREATS 8-9)', () => {
+  describe('names planted on the caller\'s search_path or in pg_temp', () => {
     // alice plants, in a schema she can create in, look-alikes of names hardcron's functions use
     // (and an = operator for text and oid) that answer "yes" and would hand her bob's identity.
     // Each records its call in alice_fns.hijacked, which everyone may insert into.

@@ -18,14 +18,14 @@ import {
 } from '../support/threats.ts';
 
 /**
- * THREATS.md A.1-7, 11, 13 and F.31 (the scheduling half): the seed's two exploits, every
+ * The scheduling half of privilege amplification: two classic exploits, every
  * scheduling rule (SPEC section 2) refused when scheduling, and every rule broken after scheduling
  * caught by the check the executor runs. Attacks are made over real logins by the role that would
  * make them; every function that must not run writes to a table that must stay empty.
  */
 describe('scheduling threats', () => {
   const db = useTestDatabase();
-  let joe: pg.Client; // seed exploits
+  let joe: pg.Client; // the classic exploits
   let ann: pg.Client; // rules broken after scheduling
   let sam: pg.Client; // rules refused when scheduling
   let version = 0;
@@ -74,7 +74,7 @@ describe('scheduling threats', () => {
         language sql as $$ insert into fns.calls (fn, arg) values ('su_owned', x) $$`);
     await createOwnerRole(db(), 'stranger');
 
-    // Seed exploit 1: joe schedules his own function; $secure owns a function of the same
+    // Exploit 1: joe schedules his own function; $secure owns a function of the same
     // signature in schema secure_creditcard, executable by everyone.
     await createOwnerRole(db(), 'joe_owner', `
       create schema joe;
@@ -103,7 +103,7 @@ describe('scheduling threats', () => {
     sam = await db().login('sam');
   });
 
-  describe('the seed exploits', () => {
+  describe('two classic exploits', () => {
     test('exploit 1: joe drops his scheduled function; the same signature in secure_creditcard, on his and the executor\'s search_path, is never resolved', async () => {
       const { admin } = db();
       await joe.query(`set role ${q('joe_owner')};
@@ -493,7 +493,7 @@ describe('scheduling threats', () => {
     });
 
     test('the function owner role was dropped and created again under its name: stored by name, re-checked, rejected until every rule holds for the new role', async () => {
-      // Documented outcome of dynamic resolving (seed decision): the job names the role and the
+      // Documented outcome of resolving by name (DESIGN.md): the job names the role and the
       // function by name; whatever carries those names at execution is checked like anything else.
       const doomedFunction = `
         create schema doomed;

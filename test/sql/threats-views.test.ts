@@ -4,7 +4,7 @@ import { useTestDatabase } from '../support/database.ts';
 import { collectNotices, count, createNoteOwner, failureOf, fullErrorOf, schedule, setLocalRole, transaction, type JobRow } from '../support/threats.ts';
 
 /**
- * THREATS.md C.20-22 and F.31-32: api.jobs and api.job_runs show a row only to roles with the
+ * api.jobs and api.job_runs show a row only to roles with the
  * job owner's (or function owner's) privileges: never to the NOINHERIT runtime roles in their own
  * sessions, never through a leaky function in the caller's WHERE clause, and a dropped owner
  * breaks them for nobody.
@@ -84,9 +84,9 @@ describe('the api views under attack', () => {
     }
   });
 
-  // THREATS 38 (CVE-2023-2455, CVE-2024-10976): a pooled connection prepares a statement as one
+  // CVE-2023-2455, CVE-2024-10976: a pooled connection prepares a statement as one
   // user and runs it as another; past five executions PostgreSQL may switch to a generic plan.
-  test('a statement prepared on a pooled connection under alice, executed under bob, shows bob his rows only (THREATS 38)', async () => {
+  test('a statement prepared on a pooled connection under alice, executed under bob, shows bob his rows only', async () => {
     const session = await db().login('authenticator');
     try {
       const own = async (client: pg.Client, view: string): Promise<string[]> =>
@@ -119,7 +119,7 @@ describe('the api views under attack', () => {
     }
   });
 
-  describe('a leaky function in the caller\'s WHERE clause (THREATS 20)', () => {
+  describe('a leaky function in the caller\'s WHERE clause', () => {
     let leaker: pg.Client;
     let notices: string[];
     const foreignSecrets = (): string[] => [db().role('bob'), db().role('dora'), 'bob-secret', 'dora-secret', 'secret-error-of-bob', 'secret-error-of-dora', 'bob_fns', 'dora_fns'];
@@ -170,7 +170,7 @@ describe('the api views under attack', () => {
     });
   });
 
-  describe('dropped owners (THREATS 32)', () => {
+  describe('dropped owners', () => {
     const dropped = (): string[] => [db().role('dora'), db().role('dora_fns'), db().role('gone_fns')];
 
     beforeAll(async () => {
