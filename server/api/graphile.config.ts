@@ -7,6 +7,7 @@ import { makeMaskError } from './errors.ts';
 import { makeGuardsPlugin, type QueryLimits } from './guards.ts';
 import type { RequestIdentities } from './identity.ts';
 import { ConnectionShares, timeoutSettings, type RequestLimits } from './limits.ts';
+import { PlainIdsPlugin } from './plain-ids.ts';
 import { makeRunEventsPlugin, type RunEventPump } from './run-events.ts';
 
 export interface PresetOptions {
@@ -24,19 +25,6 @@ export interface PresetOptions {
   readonly maxRequestBytes: number;
   readonly logger: Logger;
 }
-
-/** `id` stays `id` (PostGraphile renames it `rowId` to make room for Relay's global ids). */
-const PlainIdsPlugin: GraphileConfig.Plugin = {
-  name: 'HardcronPlainIdsPlugin',
-  version: '1.0.0',
-  inflection: {
-    replace: {
-      _attributeName(previous, _options, details) {
-        return previous!.call(this, { ...details, skipRowId: true });
-      },
-    },
-  },
-};
 
 /**
  * The PostGraphile preset of the GraphQL server. The schema is schema `api` only, introspected

@@ -4,14 +4,19 @@ import { sessionConfig } from '../db/session.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import { ExecutorMetrics } from './metrics.ts';
 import { resolveExecutorOptions, type ExecutorOptions, type ResolvedExecutorOptions } from './options.ts';
+import { cancelBackends } from './sql/cancel-backends.ts';
 import { claimRuns, type ClaimedRun } from './sql/claim-runs.ts';
+import { dueBacklog } from './sql/due-backlog.ts';
 import { releaseLease, renewLease } from './sql/lease.ts';
+import { listenJobsChanged } from './sql/listen-jobs-changed.ts';
 import { msUntilNextDue } from './sql/next-due-at.ts';
+import { ping } from './sql/ping.ts';
 import { pruneRunEvents } from './sql/prune-run-events.ts';
+import { rollback } from './sql/rollback.ts';
 import { recordCrashedRun, runBatch, type RunOutcome } from './sql/run-batch.ts';
+import { terminateBackends } from './sql/terminate-backends.ts';
 import { Waker } from './waker.ts';
 
-const JOBS_CHANGED_CHANNEL = 'hardcron_jobs_changed';
 const MAX_BACKOFF_MS = 5_000;
 
 /** A connection error (as opposed to an error of a statement on a healthy connection). */
@@ -56,7 +61,7 @@ export class Executor {
   async isReady(): Promise<boolean> {
     if (this.stopping || !this.control) return false;
     try {
-      await withTimeout(this.control.query('select 1'), 2000);
+      await withTimeout(ping(this.control), 2000);
       return true;
     } catch {
       return false;
@@ -67,8 +72,7 @@ export class Executor {
   async dueBacklog(): Promise<number | null> {
     if (!this.control) return null;
     try {
-      const { rows } = await withTimeout(this.control.query<{ n: number }>('select executor.due_backlog()::float8 as n'), 2000);
-      return rows[0]?.n ?? null;
+      return await withTimeout(dueBacklog(this.control), 2000);
     } catch {
       return null;
     }
@@ -105,7 +109,8 @@ export class Executor {
     ]);
     if (!inTime) {
       this.logger.warn({ batches: this.busy.size }, 'grace period over: terminating running batches');
-      await this.controlQuery('select pg_catalog.pg_terminate_backend(pid) from pg_catalog.unnest($1::int[]) pid', [[...this.busy.keys()]]);
+      const running = [...this.busy.keys()];
+      await this.controlQuery((control) => terminateBackends(control, running));
       await finished;
     }
     clearInterval(this.leaseTimer);
@@ -140,7 +145,7 @@ export class Executor {
     await renewLease(client, this.id, this.options.leaseSeconds);
     if (this.options.listen) {
       client.on('notification', () => this.waker.wakeAll());
-      await client.query(`listen ${JOBS_CHANGED_CHANNEL}`);
+      await listenJobsChanged(client);
     }
     client.on('end', () => {
       if (this.control === client) this.control = undefined;
@@ -148,11 +153,15 @@ export class Executor {
     return client;
   }
 
-  private async controlQuery(sql: string, params: unknown[] = []): Promise<void> {
+  /**
+   * Runs `operation` on the control connection, reconnecting (with backoff) until it succeeds;
+   * once stopping, it gives up after a few attempts and rejects.
+   */
+  private async controlQuery(operation: (control: pg.Client) => Promise<void>): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
         this.control ??= await this.connectControl();
-        await this.control.query(sql, params);
+        await operation(this.control);
         return;
       } catch (error) {
         await this.control?.end().catch(() => {});
@@ -165,7 +174,7 @@ export class Executor {
 
   private async renewLeaseQuietly(): Promise<void> {
     try {
-      await this.controlQuery('select executor.renew_lease($1, $2)', [this.id, this.options.leaseSeconds]);
+      await this.controlQuery((control) => renewLease(control, this.id, this.options.leaseSeconds));
     } catch (error) {
       this.logger.warn({ err: describe(error) }, 'lease renewal failed');
     }
@@ -178,7 +187,7 @@ export class Executor {
     if (overrun.length === 0) return;
     this.logger.warn({ pids: overrun }, 'cancelling batches past their deadline');
     for (const pid of overrun) this.busy.set(pid, now + this.options.cancelMarginMs);
-    await this.controlQuery('select pg_catalog.pg_cancel_backend(pid) from pg_catalog.unnest($1::int[]) pid', [overrun]).catch(() => {});
+    await this.controlQuery((control) => cancelBackends(control, overrun)).catch(() => {});
   }
 
   private backoff(attempt: number): Promise<void> {
@@ -265,7 +274,7 @@ export class Executor {
   private async usable(client: pg.Client, error: unknown): Promise<pg.Client> {
     if (!isConnectionError(error)) {
       try {
-        await client.query('rollback');
+        await rollback(client);
         return client;
       } catch {
         // fall through to a new connection
