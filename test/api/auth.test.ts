@@ -191,7 +191,7 @@ describe('bearer tokens', () => {
   async function expectNoTrace(jobsBefore: unknown[]): Promise<void> {
     expect(await jobsNow()).toEqual(jobsBefore);
     expect(jobsBefore).toHaveLength(1);
-    expect(await countRows(db(), 'data.job_runs')).toBe(0);
+    expect(await countRows(db(), 'select from data.job_runs')).toBe(0);
   }
 
   async function myJobIds(server: { url: string }, token: string): Promise<string[]> {

@@ -98,7 +98,7 @@ describe('jobs through GraphQL, as the token\'s user', () => {
     expect(updated.updateJob.job.schedule).toBe('*/5 * * * *');
     const gone = await data<{ unscheduleJob: { unscheduled: boolean } }>(server, operation('unschedule-job'), { id: jobId }, alice);
     expect(gone.unscheduleJob.unscheduled).toBe(true);
-    expect(await countRows(db(), 'data.jobs')).toBe(0);
+    expect(await countRows(db(), 'select from data.jobs')).toBe(0);
   });
 
   test('a scheduling error reaches the client with hardcron\'s message and code, and leaves nothing', async () => {
@@ -109,7 +109,7 @@ describe('jobs through GraphQL, as the token\'s user', () => {
     expect(bad.body.errors?.[0]?.message).toMatch(/minute/i);
     const foreignFunction = await graphql(server, operation('schedule-job'), { ...day, schedule: '* * * * *' }, bob);
     expect(foreignFunction.body.errors?.[0]?.extensions?.code).toBe('HC203'); // bob is no member of $billing
-    expect(await countRows(db(), 'data.jobs')).toBe(0);
+    expect(await countRows(db(), 'select from data.jobs')).toBe(0);
   });
 
   test('without a token, the request runs as $anonymous: no jobs, and mutations are refused', async () => {
@@ -118,6 +118,6 @@ describe('jobs through GraphQL, as the token\'s user', () => {
     const refused = await graphql(server, operation('schedule-job'), { functionSignature: 'billing.close_day(date)', arguments: ['2026-11-01'], schedule: '* * * * *' });
     expect(refused.body.errors?.[0]?.extensions?.code).toBe('HC_AUTH_REQUIRED');
     expect(refused.body.errors?.[0]?.message).toMatch(/needs a token.*hardcron token/);
-    expect(await countRows(db(), 'data.jobs')).toBe(0);
+    expect(await countRows(db(), 'select from data.jobs')).toBe(0);
   });
 });

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { freePort } from '../support/child.ts';
 import { runCli } from '../support/cli.ts';
 import { useTestDatabase } from '../support/database.ts';
-import { createBilling } from '../support/jobs.ts';
+import { createBilling, scheduleJob } from '../support/jobs.ts';
 
 const COLUMNS = ['ID', 'OWNER', 'NAME', 'FUNCTION', 'WHEN', 'STATE', 'NEXT RUN (UTC)', 'LAST RUN (UTC)', 'LAST STATUS'] as const;
 type Column = (typeof COLUMNS)[number];
@@ -32,9 +32,12 @@ describe('hardcron jobs', { timeout: 60_000 }, () => {
   });
 
   test('a header and one row per job, newest first: id, owner nickname, function, when, state', async () => {
-    const schedule = async (sql: string): Promise<string> => (await alice.query<{ id: string }>(sql)).rows[0]?.id as string;
-    const cron = await schedule(`select id from api.schedule_job('billing.close_day(date)', '["2026-11-01"]', schedule => '0 3 * * *', name => 'close the day', time_zone => 'Europe/Amsterdam')`);
-    const once = await schedule(`select id from api.schedule_job('billing.close_day(date)', '["2026-11-02"]', run_at => '2030-01-01T00:00:00Z', name => 'the first of 2030')`);
+    const { id: cron } = await scheduleJob(alice, 'billing.close_day(date)', ['2026-11-01'], {
+      schedule: '0 3 * * *',
+      name: 'close the day',
+      timeZone: 'Europe/Amsterdam',
+    });
+    const { id: once } = await scheduleJob(alice, 'billing.close_day(date)', ['2026-11-02'], { runAt: '2030-01-01T00:00:00Z', name: 'the first of 2030' });
     await alice.query('select api.pause_job($1)', [once]);
 
     const result = await runCli(['jobs'], env());

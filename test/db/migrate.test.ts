@@ -5,7 +5,7 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { MIGRATIONS_DIR, migrate } from '../../server/db/migrate.ts';
 import { MigrationError } from '../../server/errors.ts';
 import { connect, createTestDatabase, type TestDatabase } from '../support/database.ts';
-import { failureOf as statementFailure } from '../support/jobs.ts';
+import { countRows, failureOf as statementFailure } from '../support/jobs.ts';
 import { failIfAnyoneWaits, heldAdvisoryLocks, holdOldAdvisoryKeys, waitForLockWaiters } from '../support/locks.ts';
 
 const databases: TestDatabase[] = [];
@@ -38,8 +38,6 @@ async function failureOf(promise: Promise<unknown>): Promise<MigrationError> {
   return error as MigrationError;
 }
 
-const countRows = async (db: TestDatabase, sql: string): Promise<number> => (await db.admin.query(sql)).rows[0].n;
-
 describe('the migrator', () => {
   test('refuses an applied migration that was edited, naming the file, and applies nothing', async () => {
     const db = await freshDatabase();
@@ -51,7 +49,7 @@ describe('the migrator', () => {
     const error = await failureOf(migrate({ connectionString: db.adminUrl, migrationsDir: dir }));
     expect(error.code).toBe('HC_MIGRATION_EDITED');
     expect(error.message).toContain('0002_shell_schemas.sql');
-    expect(await countRows(db, `select count(*)::int as n from pg_namespace where nspname = 'later'`)).toBe(0);
+    expect(await countRows(db, `select from pg_namespace where nspname = 'later'`)).toBe(0);
   });
 
   test('refuses a database with a migration it does not know, and a new file numbered below an applied one', async () => {
@@ -78,7 +76,7 @@ describe('the migrator', () => {
     const error = await failureOf(migrate({ connectionString: db.adminUrl, migrationsDir: dir }));
     expect(error.code).toBe('HC_MIGRATION_FAILED');
     expect(error.message).toMatch(/0900_broken\.sql.*division by zero.*22012/);
-    expect(await countRows(db, `select count(*)::int as n from pg_namespace where nspname = 'half'`)).toBe(0);
+    expect(await countRows(db, `select from pg_namespace where nspname = 'half'`)).toBe(0);
     const applied = (await db.admin.query('select name from migrations.applied order by name')).rows.map((r) => r.name);
     expect(applied).toEqual((await readdir(MIGRATIONS_DIR)).sort());
   });
@@ -89,7 +87,7 @@ describe('the migrator', () => {
     const files = (await readdir(MIGRATIONS_DIR)).sort();
     expect(runs.flatMap((run) => run.applied).sort()).toEqual(files);
     expect(runs.filter((run) => run.applied.length > 0)).toHaveLength(1);
-    expect(await countRows(db, 'select count(*)::int as n from migrations.applied')).toBe(files.length);
+    expect(await countRows(db, 'select from migrations.applied')).toBe(files.length);
   });
 
   test('concurrent first installs: a run that finds another creating the ledger waits for it, then carries on', async () => {
@@ -104,7 +102,7 @@ describe('the migrator', () => {
       await other.query('commit');
       const files = (await readdir(MIGRATIONS_DIR)).sort();
       expect((await install).applied).toEqual(files);
-      expect(await countRows(db, 'select count(distinct name)::int as n from migrations.applied')).toBe(files.length);
+      expect(await countRows(db, 'select distinct name from migrations.applied')).toBe(files.length);
     } finally {
       await other.end();
     }
@@ -134,7 +132,7 @@ describe('the migrator', () => {
     } finally {
       watch.stop();
     }
-    expect(await countRows(db, `select count(*)::int as n from pg_namespace where nspname = 'after_attack'`)).toBe(1);
+    expect(await countRows(db, `select from pg_namespace where nspname = 'after_attack'`)).toBe(1);
     expect(await heldAdvisoryLocks(db, mallory)).toBe(keys); // all the while she held them
     await inTransaction.query('rollback');
   });
@@ -153,7 +151,7 @@ describe('the migrator', () => {
     expect(blocked.code).toBe('HC_MIGRATION_LOCK_TIMEOUT');
     expect(blocked.message).toContain('9999_needs_jobs.sql');
     expect(blocked.message).toContain(db.role('reader'));
-    expect(await countRows(db, `select count(*)::int as n from migrations.applied where name = '9999_needs_jobs.sql'`)).toBe(0);
+    expect(await countRows(db, `select from migrations.applied where name = '9999_needs_jobs.sql'`)).toBe(0);
 
     // A run that waits (the default timeout) holds the ledger meanwhile: another run gives up
     // naming it, and a third waits for the first to finish, then finds nothing left to do.
@@ -176,7 +174,7 @@ describe('the migrator', () => {
     const error = await failureOf(migrate({ connectionString: db.urlFor(`${db.name}$not_admin`, 'pw') }));
     expect(error.code).toBe('HC_ADMIN_RIGHTS');
     expect(error.message).toMatch(/needs a superuser connection.*is not one/);
-    expect(await countRows(db, `select count(*)::int as n from pg_namespace where nspname = 'migrations'`)).toBe(0);
+    expect(await countRows(db, `select from pg_namespace where nspname = 'migrations'`)).toBe(0);
   });
 
   test('install-time hijack: a pre-created hardcron role or ledger aborts the install, nothing is adopted', async () => {
@@ -186,15 +184,15 @@ describe('the migrator', () => {
     expect(error.code).toBe('HC_MIGRATION_FAILED');
     expect(error.message).toContain('0001_database.sql');
     expect(error.message).toContain('already exists');
-    expect(await countRows(db, 'select count(*)::int as n from migrations.applied')).toBe(0);
-    expect(await countRows(db, `select count(*)::int as n from pg_namespace where nspname = 'public'`)).toBe(1);
-    expect(await countRows(db, `select count(*)::int as n from pg_roles where starts_with(rolname, current_database() || '$')`)).toBe(1);
+    expect(await countRows(db, 'select from migrations.applied')).toBe(0);
+    expect(await countRows(db, `select from pg_namespace where nspname = 'public'`)).toBe(1);
+    expect(await countRows(db, `select from pg_roles where starts_with(rolname, current_database() || '$')`)).toBe(1);
 
     const other = await freshDatabase();
     await other.admin.query(`create role "${other.name}$squatter"; create schema migrations authorization "${other.name}$squatter"`);
     const ledger = await failureOf(migrate({ connectionString: other.adminUrl }));
     expect(ledger.code).toBe('HC_MIGRATION_LEDGER');
-    expect(await countRows(other, `select count(*)::int as n from pg_roles where starts_with(rolname, current_database() || '$')`)).toBe(1);
+    expect(await countRows(other, `select from pg_roles where starts_with(rolname, current_database() || '$')`)).toBe(1);
   });
 
   test("install-time hijack: functions, types and casts planted under hardcron's names stop the install and are never used", async () => {
@@ -207,8 +205,8 @@ describe('the migrator', () => {
     const publicError = await failureOf(migrate({ connectionString: inPublic.adminUrl }));
     expect(publicError.code).toBe('HC_MIGRATION_FAILED');
     expect(publicError.message).toContain('0001_database.sql');
-    expect(await countRows(inPublic, 'select count(*)::int as n from migrations.applied')).toBe(0);
-    expect(await countRows(inPublic, `select count(*)::int as n from pg_roles where starts_with(rolname, current_database() || '$')`)).toBe(0);
+    expect(await countRows(inPublic, 'select from migrations.applied')).toBe(0);
+    expect(await countRows(inPublic, `select from pg_roles where starts_with(rolname, current_database() || '$')`)).toBe(0);
 
     // A schema with hardcron's name, squatted with a look-alike of code.caller() and a type.
     const squatted = await freshDatabase();
@@ -225,12 +223,12 @@ describe('the migrator', () => {
     expect(schemaError.message).toContain('already exists');
     // The failed file left nothing: no hardcron schema, and the squatter's objects are untouched,
     // still only theirs, and granted to nobody.
-    expect(await countRows(squatted, `select count(*)::int as n from migrations.applied where name <> '0001_database.sql'`)).toBe(0);
-    expect(await countRows(squatted, `select count(*)::int as n from pg_namespace where nspname in ('data', 'api', 'executor', 'mgr')`)).toBe(0);
+    expect(await countRows(squatted, `select from migrations.applied where name <> '0001_database.sql'`)).toBe(0);
+    expect(await countRows(squatted, `select from pg_namespace where nspname in ('data', 'api', 'executor', 'mgr')`)).toBe(0);
     const { rows } = await squatted.admin.query(
       `select p.proname, pg_get_userbyid(p.proowner) as owner, p.proacl::text[] as acl from pg_proc p where p.pronamespace = 'code'::regnamespace`,
     );
     expect(rows).toEqual([{ proname: 'caller', owner: squatter, acl: null }]);
-    expect(await countRows(squatted, `select count(*)::int as n from pg_namespace where nspname = 'code' and nspowner = '${squatter}'::regrole`)).toBe(1);
+    expect(await countRows(squatted, `select from pg_namespace where nspname = 'code' and nspowner = '${squatter}'::regrole`)).toBe(1);
   });
 });

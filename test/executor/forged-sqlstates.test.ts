@@ -78,7 +78,7 @@ describe('a job that raises hardcron SQLSTATEs', () => {
       expect({ code, statuses: runs.map((r) => r.status) }).toEqual({ code, statuses: ['failed', 'failed'] });
     }
     await waitFor(db(), `select count(*) = 0 as done from data.job_runs where status = 'running'`);
-    expect(await countRows(db(), 'forge.effects')).toBe(0);
+    expect(await countRows(db(), 'select from forge.effects')).toBe(0);
   });
 
   test('a forged cancel is labelled timed_out and changes nothing else', { timeout: 60_000 }, async () => {

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import type { Executor } from '../../server/executor/executor.ts';
 import { useTestDatabase } from '../support/database.ts';
 import { finishedRuns, runNow, startExecutor } from '../support/executor.ts';
-import { createOwner } from '../support/jobs.ts';
+import { createOwner, scheduleJob } from '../support/jobs.ts';
 
 /**
  * $executor is a member of every scheduler (it becomes each job's owner with SET ROLE), and
@@ -27,7 +27,7 @@ describe("a job's code cannot change roles: it runs in its owner's frame", () =>
         language sql as $$ insert into bob_fns.calls values (x) $$`);
     await db().admin.query(`grant "${db().role('bob_fns')}" to "${db().role('bob')}"`);
     const bobClient = await db().login('bob');
-    bobJob = (await bobClient.query<{ id: string }>(`select id from api.schedule_job('bob_fns.f(integer)', '[1]', run_at => now() + interval '1 day')`)).rows[0]!.id;
+    bobJob = (await scheduleJob(bobClient, 'bob_fns.f(integer)', [1])).id;
     await bobClient.end();
 
     // Every attempt: note who it runs as, go back to the session's role, become bob, act as him.
@@ -144,7 +144,7 @@ describe("a job's code cannot change roles: it runs in its owner's frame", () =>
   ])('a frame its owner %s runs nothing: scheduling is refused (HC204), a job scheduled before is rejected', async (_how, alter) => {
     const frame = `frames."${db().role('alice')}"(text, text[])`;
     await db().admin.query('truncate mal.seen, mal.calls');
-    const job = (await alice.query<{ id: string }>(`select id from api.schedule_job('mal.noop()', run_at => now() + interval '1 day')`)).rows[0]!.id;
+    const { id: job } = await scheduleJob(alice, 'mal.noop()');
     await alice.query(alter(frame)); // the owner may alter what it owns
     try {
       await expect(alice.query(`select api.schedule_job('mal.noop()', run_at => now() + interval '1 day')`)).rejects.toMatchObject({

@@ -4,15 +4,10 @@ import type { Executor } from '../../server/executor/executor.ts';
 import { connect, useTestDatabase } from '../support/database.ts';
 import { finishedRuns, runNow, startExecutor, waitFor } from '../support/executor.ts';
 import { eventually } from '../support/child.ts';
-import { createOwner } from '../support/jobs.ts';
+import { createOwner, scheduleJob, type RunRow } from '../support/jobs.ts';
 
-interface Run {
-  status: string;
-  attempt: number;
-  scheduled_for: Date;
-  started_at: Date | null;
-  finished_at: Date | null;
-}
+/** The columns of data.job_runs these tests read. */
+type Run = Pick<RunRow, 'status' | 'attempt' | 'scheduled_for' | 'started_at' | 'finished_at'>;
 
 describe('missed runs, overlap, retries and events', () => {
   const db = useTestDatabase();
@@ -41,13 +36,7 @@ describe('missed runs, overlap, retries and events', () => {
 
   /** A cron job whose next occurrence `backdate` moves into the past (as after downtime). */
   async function cronJob(schedule: string, options: object, backdate: string): Promise<string> {
-    const id = (
-      await alice.query<{ id: string }>('select id from api.schedule_job($1, schedule => $2, options => $3)', [
-        'pol.noop()',
-        schedule,
-        JSON.stringify(options),
-      ])
-    ).rows[0]?.id as string;
+    const { id } = await scheduleJob(alice, 'pol.noop()', [], { schedule, options });
     await db().admin.query(`update data.jobs set next_run_at = next_run_at - interval '${backdate}' where id = $1`, [id]);
     return id;
   }
@@ -94,12 +83,11 @@ describe('missed runs, overlap, retries and events', () => {
     const year = latestYearWithBothChangesPast(new Date());
     const spring = lastSundayUtc(year, 2);
     const autumn = lastSundayUtc(year, 9);
-    const id = (
-      await alice.query<{ id: string }>(
-        `select id from api.schedule_job('pol.noop()', schedule => '30 2 * * *', time_zone => 'Europe/Amsterdam',
-                                         options => '{"missed": "all", "max_missed": 1000, "overlap": "queue"}')`,
-      )
-    ).rows[0]?.id as string;
+    const { id } = await scheduleJob(alice, 'pol.noop()', [], {
+      schedule: '30 2 * * *',
+      timeZone: 'Europe/Amsterdam',
+      options: { missed: 'all', max_missed: 1000, overlap: 'queue' },
+    });
     // 02:30 CET two days before the spring change: at most ~600 daily occurrences up to now.
     await db().admin.query('update data.jobs set next_run_at = $2 where id = $1', [id, at(spring, -2, 1, 30)]);
     await waitFor(db(), `select j.next_run_at > now() and not exists (select from data.job_runs r where r.job_id = j.id and r.status = 'running') as done
@@ -123,9 +111,7 @@ describe('missed runs, overlap, retries and events', () => {
   });
 
   test("overlap 'skip': occurrences due while a run is running are recorded skipped", async () => {
-    const id = (
-      await alice.query<{ id: string }>(`select id from api.schedule_job('pol.nap(float8)', '[2.5]', schedule => '* * * * * *')`)
-    ).rows[0]?.id as string;
+    const { id } = await scheduleJob(alice, 'pol.nap(float8)', [2.5], { schedule: '* * * * * *' });
     await waitFor(db(), `select count(*) filter (where status = 'skipped') >= 1 and count(*) filter (where status = 'succeeded') >= 1 as done
                            from data.job_runs where job_id = $1`, [id], 30_000);
     await alice.query('select api.pause_job($1)', [id]);
@@ -137,11 +123,7 @@ describe('missed runs, overlap, retries and events', () => {
   });
 
   test("overlap 'allow': two runs of one job may run at the same time", async () => {
-    const id = (
-      await alice.query<{ id: string }>(
-        `select id from api.schedule_job('pol.nap(float8)', '[1.5]', schedule => '* * * * * *', options => '{"overlap": "allow"}')`,
-      )
-    ).rows[0]?.id as string;
+    const { id } = await scheduleJob(alice, 'pol.nap(float8)', [1.5], { schedule: '* * * * * *', options: { overlap: 'allow' } });
     await finishedRuns(db(), id, 3);
     await alice.query('select api.pause_job($1)', [id]);
     const runs = (await runsOf(id)).filter((run) => run.status === 'succeeded');
@@ -151,11 +133,7 @@ describe('missed runs, overlap, retries and events', () => {
   });
 
   test("overlap 'queue': a due occurrence waits for the running one, nothing is skipped, runs never overlap", async () => {
-    const id = (
-      await alice.query<{ id: string }>(
-        `select id from api.schedule_job('pol.nap(float8)', '[1.2]', schedule => '* * * * * *', options => '{"overlap": "queue"}')`,
-      )
-    ).rows[0]?.id as string;
+    const { id } = await scheduleJob(alice, 'pol.nap(float8)', [1.2], { schedule: '* * * * * *', options: { overlap: 'queue' } });
     await finishedRuns(db(), id, 3);
     await alice.query('select api.pause_job($1)', [id]);
     await waitFor(db(), `select count(*) = 0 as done from data.job_runs where job_id = $1 and status = 'running'`, [id]);

@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { Executor } from '../../server/executor/executor.ts';
 import { useTestDatabase } from '../support/database.ts';
 import { finishedRuns, startExecutor } from '../support/executor.ts';
+import { scheduleJob } from '../support/jobs.ts';
 
 /**
  * Every rule is checked again when the job runs. Each test schedules a job while everything is
@@ -52,11 +53,7 @@ describe('eligibility is re-checked at execution', () => {
 
   /** Schedules fn as alice (one-off, far away), breaks a rule, then runs it now and returns its run. */
   async function scheduleBreakRun(breakRule: string, signature = `${fn}(integer)`): Promise<{ status: string; reject_reason: string | null }> {
-    const { rows } = await alice.query<{ id: string }>(
-      `select id from api.schedule_job($1, '[7]', run_at => now() + interval '1 day')`,
-      [signature],
-    );
-    const jobId = rows[0]?.id as string;
+    const { id: jobId } = await scheduleJob(alice, signature, [7]);
     await sql(breakRule);
     await db().admin.query('update data.jobs set extra_run_at = now() where id = $1', [jobId]);
     executor ??= await startExecutor(db(), { concurrency: 1 });

@@ -9,6 +9,7 @@ import { withDatabase } from '../../server/db/targets.ts';
 import type { Executor } from '../../server/executor/executor.ts';
 import { connect, loginUrl, withClient } from '../support/database.ts';
 import { startExecutor } from '../support/executor.ts';
+import { scheduleJob } from '../support/jobs.ts';
 
 /**
  * A cluster of this file's own (the shared one must not restart under other files), restarted
@@ -47,7 +48,7 @@ describe('PostgreSQL restarts while the executor runs jobs', () => {
         commit`),
     );
     const alice = await connect(loginUrl(adminUrl, 'd1$alice', 'pw'));
-    await alice.query(`select api.schedule_job('ticks.tick(timestamptz)', '["2026-01-01"]', schedule => '* * * * * *')`);
+    await scheduleJob(alice, 'ticks.tick(timestamptz)', ['2026-01-01'], { schedule: '* * * * * *' });
     await alice.end();
 
     executor = await startExecutor(null, { connectionString: loginUrl(adminUrl, 'd1$executor', 'ex'), concurrency: 2 });

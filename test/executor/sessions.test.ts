@@ -3,7 +3,7 @@ import type pg from 'pg';
 import type { Executor } from '../../server/executor/executor.ts';
 import { connect, useTestDatabase } from '../support/database.ts';
 import { finishedRuns, runNow, startExecutor, waitFor } from '../support/executor.ts';
-import { createOwner } from '../support/jobs.ts';
+import { createOwner, scheduleJob } from '../support/jobs.ts';
 
 describe('what a job does to its session stays with it', () => {
   const db = useTestDatabase();
@@ -151,8 +151,7 @@ describe('the check and the call see the same function definition', () => {
         language sql as $$ insert into racy.calls (by_user) values (current_user) $$`);
     await db().addUser('alice', { scheduler: true, memberOf: ['racy'] });
     const alice = await db().login('alice');
-    const job = (await alice.query<{ id: string }>(`select id from api.schedule_job('racy.tick()', schedule => '* * * * * *')`)).rows[0]
-      ?.id as string;
+    const { id: job } = await scheduleJob(alice, 'racy.tick()', [], { schedule: '* * * * * *' });
     executor = await startExecutor(db(), { concurrency: 2 });
 
     const toggler = await connect(db().adminUrl);

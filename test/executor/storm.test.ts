@@ -2,9 +2,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type pg from 'pg';
 import type { Executor } from '../../server/executor/executor.ts';
 import { useTestDatabase } from '../support/database.ts';
-import { finishedRuns, runNow, startExecutor, waitFor, type RunRecord } from '../support/executor.ts';
-import { createOwner } from '../support/jobs.ts';
-import { schedule } from '../support/threats.ts';
+import { finishedRuns, runNow, startExecutor, waitFor } from '../support/executor.ts';
+import { countRows, createOwner, scheduleJob, type RunRow } from '../support/jobs.ts';
 
 /** Jobs that schedule jobs do so as their owner would, and cannot grow without bound. */
 describe('a job that schedules jobs', () => {
@@ -52,7 +51,7 @@ describe('a job that schedules jobs', () => {
   });
 
   test("manages jobs as the job's owner: its own jobs change, another owner's are not found (HC211) and stay as they were", async () => {
-    const scheduled = async (client: pg.Client, signature: string): Promise<string> => (await schedule(client, signature)).id;
+    const scheduled = async (client: pg.Client, signature: string): Promise<string> => (await scheduleJob(client, signature)).id;
     const jobState = async (id: string): Promise<unknown> =>
       (await db().admin.query('select enabled, name, extra_run_at, updated_at from data.jobs where id = $1', [id])).rows[0];
     const own = { pause: await scheduled(alice, 'storm.spawn()'), update: await scheduled(alice, 'storm.spawn()'), unschedule: await scheduled(alice, 'storm.spawn()') };
@@ -77,9 +76,8 @@ describe('a job that schedules jobs', () => {
   });
 
   test('a job that asks to run itself again runs one occurrence at a time, multiplies nothing, and stops when paused', async () => {
-    const jobsBefore = (await db().admin.query('select count(*)::int as n from data.jobs')).rows[0].n as number;
-    const id = (await alice.query<{ id: string }>(`select id from api.schedule_job('storm.manage(text,bigint)', '["run now", 0]', run_at => now() + interval '1 day')`))
-      .rows[0]?.id as string;
+    const jobsBefore = await countRows(db(), 'select from data.jobs');
+    const { id } = await scheduleJob(alice, 'storm.manage(text,bigint)', ['run now', 0]);
     await alice.query(`select api.update_job($1, arguments => $2)`, [id, JSON.stringify(['run now', Number(id)])]);
     await alice.query('select api.run_job_now($1)', [id]);
     await finishedRuns(db(), id, 20);
@@ -87,13 +85,13 @@ describe('a job that schedules jobs', () => {
     await waitFor(db(), `select count(*) = 0 as done from data.job_runs where job_id = $1 and status = 'running'`, [id]);
     const settled = (await db().admin.query('select count(*)::int as n from data.job_runs where job_id = $1', [id])).rows[0].n as number;
     await new Promise((resolve) => setTimeout(resolve, 500));
-    const runs = (await db().admin.query<RunRecord>('select * from data.job_runs where job_id = $1 order by id', [id])).rows;
+    const runs = (await db().admin.query<RunRow>('select * from data.job_runs where job_id = $1 order by id', [id])).rows;
     expect(runs).toHaveLength(settled); // nothing ran after it was paused
     expect(runs.slice(0, -1).filter((run) => run.status !== 'succeeded')).toEqual([]);
     // The last one may have asked for another run of a job paused meanwhile (refused: HC216).
     expect([['succeeded', null], ['failed', 'HC216']]).toContainEqual([runs.at(-1)?.status, runs.at(-1)?.error_sqlstate]);
     expect((await db().admin.query('select enabled, extra_run_at from data.jobs where id = $1', [id])).rows).toEqual([{ enabled: false, extra_run_at: null }]);
-    for (const [previous, next] of runs.slice(1).map((run, i) => [runs[i] as RunRecord, run] as const)) {
+    for (const [previous, next] of runs.slice(1).map((run, i) => [runs[i] as RunRow, run] as const)) {
       expect(next.started_at!.getTime()).toBeGreaterThanOrEqual(previous.finished_at!.getTime()); // one at a time
     }
     expect((await db().admin.query('select count(*)::int as n from data.jobs')).rows[0].n).toBe(jobsBefore + 1); // itself, paused

@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import pg from 'pg';
 import { createOwner, failureOf } from '../support/jobs.ts';
 import { useTestDatabase } from '../support/database.ts';
-import { waitFor } from '../support/executor.ts';
+import { runNow, waitFor } from '../support/executor.ts';
 
 /**
  * A batch of runs is one transaction, and the eligibility check of the first run of a job
@@ -56,10 +56,7 @@ describe('verdicts within a batch transaction', () => {
 
   /** `count` jobs of alice calling fn, due now, claimed by the executor: their run ids. */
   async function claimed(count: number): Promise<string[]> {
-    await alice.query(
-      `select api.run_job_now((api.schedule_job($1, '[]', run_at => now() + interval '1 day')).id) from generate_series(1, $2)`,
-      [`${fn}()`, count],
-    );
+    for (let i = 0; i < count; i++) await runNow(alice, `${fn}()`);
     const { rows } = await executor.query<{ run_id: string }>(`select run_id from executor.claim_runs('by-hand', $1)`, [count]);
     expect(rows).toHaveLength(count);
     return rows.map((row) => row.run_id);

@@ -1,18 +1,8 @@
 import { beforeAll, describe, expect, test } from 'vitest';
 import type pg from 'pg';
 import { useTestDatabase } from '../support/database.ts';
-import {
-  count,
-  createNoteOwner,
-  executeNow,
-  failureOf,
-  fullErrorOf,
-  schedule,
-  setLocalRole,
-  transaction,
-  type FullError,
-  type JobRow,
-} from '../support/threats.ts';
+import { countRows, createNoteOwner, failureOf, scheduleJob, setLocalRole, transaction, type Failure, type JobRow } from '../support/jobs.ts';
+import { executeNow } from '../support/threats.ts';
 
 /**
  * Who the caller is cannot be spoofed, one owner's job
@@ -50,11 +40,11 @@ describe('identity and name-resolution threats', () => {
       await session.query(`select set_config('request.jwt.claim.role', $1, false), set_config('jwt.claims.sub', 'bob', false)`, [bobRole]);
       expect((await session.query(`select current_setting('jwt.claims.role') as r`)).rows).toEqual([{ r: bobRole }]);
 
-      const job = await schedule(session, 'alice_fns.f(integer)', [12]);
+      const job = await scheduleJob(session, 'alice_fns.f(integer)', [12]);
       expect(job.owner).toBe(db().role('alice'));
       expect((await db().admin.query('select owner from data.jobs where id = $1', [job.id])).rows).toEqual([{ owner: db().role('alice') }]);
       // The claims do not show bob's jobs to her session either, and bob does not see hers.
-      const bobJob = await schedule(bob, 'bob_fns.f(integer)', [13]);
+      const bobJob = await scheduleJob(bob, 'bob_fns.f(integer)', [13]);
       expect((await session.query('select id from api.jobs')).rows.map((row) => row.id)).not.toContain(bobJob.id);
       expect((await failureOf(session, 'select * from api.pause_job($1)', [bobJob.id])).code).toBe('HC211');
       expect((await bob.query('select id from api.jobs')).rows.map((row) => row.id)).not.toContain(job.id);
@@ -63,16 +53,16 @@ describe('identity and name-resolution threats', () => {
     test('SET ROLE, set_config(\'role\', …) and SET SESSION AUTHORIZATION to bob fail with 42501; the caller stays alice', async () => {
       const session = await db().login('alice');
       const bobRole = db().role('bob');
-      const jobsBefore = await count(db(), 'select from data.jobs');
+      const jobsBefore = await countRows(db(), 'select from data.jobs');
       expect((await failureOf(session, `set role ${q('bob')}`)).code).toBe('42501');
       expect((await failureOf(session, `select set_config('role', $1, false)`, [bobRole])).code).toBe('42501');
       expect((await failureOf(session, `set session authorization ${q('bob')}`)).code).toBe('42501');
       expect((await session.query(`select current_user as cu, session_user as su, current_setting('role') as r`)).rows).toEqual([
         { cu: db().role('alice'), su: db().role('alice'), r: 'none' },
       ]);
-      const job = await schedule(session, 'alice_fns.f(integer)', [14]);
+      const job = await scheduleJob(session, 'alice_fns.f(integer)', [14]);
       expect(job.owner).toBe(db().role('alice'));
-      expect(await count(db(), 'select from data.jobs')).toBe(jobsBefore + 1);
+      expect(await countRows(db(), 'select from data.jobs')).toBe(jobsBefore + 1);
     });
 
     test('set_config(\'role\', …) inside a security definer function is refused (42501), even for her own role', async () => {
@@ -88,7 +78,7 @@ describe('identity and name-resolution threats', () => {
 
     test('SET ROLE to a role she may be makes that role the caller, never a more privileged one', async () => {
       const session = await db().login('alice');
-      const jobsBefore = await count(db(), 'select from data.jobs');
+      const jobsBefore = await countRows(db(), 'select from data.jobs');
       const scheduleSql = `select * from api.schedule_job('alice_fns.f(integer)', '[1]', run_at => now() + interval '1 day')`;
       // $client may use the api but does not have $job_scheduler: rule 1, for $client.
       await session.query(`set role ${q('client')}`);
@@ -99,15 +89,15 @@ describe('identity and name-resolution threats', () => {
       await session.query(`set role ${q('alice_fns')}`);
       expect((await failureOf(session, scheduleSql)).code).toBe('42501');
       await session.query('reset role');
-      expect(await count(db(), 'select from data.jobs')).toBe(jobsBefore);
+      expect(await countRows(db(), 'select from data.jobs')).toBe(jobsBefore);
     });
 
     test('documented: a superuser sees every job in api.jobs (pg_has_role is true for a superuser)', async () => {
-      await schedule(alice, 'alice_fns.f(integer)', [15]);
-      await schedule(bob, 'bob_fns.f(integer)', [16]);
+      await scheduleJob(alice, 'alice_fns.f(integer)', [15]);
+      await scheduleJob(bob, 'bob_fns.f(integer)', [16]);
       const { rows } = await db().admin.query<{ owner: string }>('select distinct owner from api.jobs order by owner');
       expect(rows.map((row) => row.owner)).toEqual(expect.arrayContaining([db().role('alice'), db().role('bob')]));
-      expect(await count(db(), 'select from api.jobs')).toBe(await count(db(), 'select from data.jobs'));
+      expect(await countRows(db(), 'select from api.jobs')).toBe(await countRows(db(), 'select from data.jobs'));
     });
   });
 
@@ -124,13 +114,13 @@ describe('identity and name-resolution threats', () => {
     ];
 
     /** The error with the job id replaced: what must be identical for a foreign and a missing id. */
-    const shapeOf = (error: FullError, id: string): FullError => {
+    const shapeOf = (error: Failure, id: string): Failure => {
       const strip = (text: string | undefined): string | undefined => text?.replaceAll(id, '<id>');
       return { ...error, message: strip(error.message) as string, where: strip(error.where) };
     };
 
     test('every operation on bob\'s job id, as alice, fails exactly like an id that does not exist (HC211 "job N not found"), naming nothing of bob\'s; his job is unchanged', async () => {
-      const bobJob = await schedule(bob, 'bob_fns.note(text)', ['bob-secret-argument'], 'bob secret job');
+      const bobJob = await scheduleJob(bob, 'bob_fns.note(text)', ['bob-secret-argument'], { name: 'bob secret job' });
       await db().admin.query(
         `insert into data.job_runs (job_id, owner, function_owner, scheduled_for, started_at, finished_at, status, error_message)
          values ($1, $2, $3, now(), now(), now(), 'failed', 'bob-secret-error')`,
@@ -142,8 +132,8 @@ describe('identity and name-resolution threats', () => {
       const bobsSecrets = [db().role('bob'), 'bob_fns', 'bob-secret', 'bob secret'];
 
       for (const [name, sql] of operations) {
-        const foreign = await fullErrorOf(alice, sql, [bobJob.id]);
-        const missing = await fullErrorOf(alice, sql, [missingId]);
+        const foreign = await failureOf(alice, sql, [bobJob.id]);
+        const missing = await failureOf(alice, sql, [missingId]);
         expect([name, foreign.code, foreign.message]).toEqual([name, 'HC211', `job ${bobJob.id} not found`]);
         expect([name, shapeOf(foreign, bobJob.id)]).toEqual([name, shapeOf(missing, missingId)]);
         const everything = JSON.stringify(foreign);
@@ -158,7 +148,7 @@ describe('identity and name-resolution threats', () => {
       expect(await jobsSnapshot([bobJob.id])).toEqual(before);
       const seenByBob = (await bob.query<JobRow>('select * from api.jobs where id = $1', [bobJob.id])).rows;
       expect(seenByBob).toMatchObject([{ name: 'bob secret job', enabled: true, arguments: ['bob-secret-argument'] }]);
-      expect(await count(db(), 'select from bob_fns.calls')).toBe(0);
+      expect(await countRows(db(), 'select from bob_fns.calls')).toBe(0);
     });
   });
 
@@ -173,7 +163,7 @@ describe('identity and name-resolution threats', () => {
         }
         expect([nickname, code]).toEqual([nickname, 'HC101']);
       }
-      expect(await count(db(), `select from pg_roles where lower(rolname) = lower($1) and rolname <> $1`, [db().role('alice')])).toBe(0);
+      expect(await countRows(db(), `select from pg_roles where lower(rolname) = lower($1) and rolname <> $1`, [db().role('alice')])).toBe(0);
     });
 
     test('"<db>$Alice" (made by the admin) and "<db>$alice": neither sees, changes, runs or unschedules the other\'s jobs', async () => {
@@ -186,8 +176,8 @@ describe('identity and name-resolution threats', () => {
       const capital = await db().login('Alice');
       expect((await capital.query('select session_user as su')).rows).toEqual([{ su: db().role('Alice') }]);
 
-      const upperJob = await schedule(capital, 'caps_fns.f(integer)', [3301]);
-      const lowerJob = await schedule(alice, 'alice_fns.f(integer)', [3302]);
+      const upperJob = await scheduleJob(capital, 'caps_fns.f(integer)', [3301]);
+      const lowerJob = await scheduleJob(alice, 'alice_fns.f(integer)', [3302]);
       expect(upperJob.owner).toBe(db().role('Alice'));
       expect(lowerJob.owner).toBe(db().role('alice'));
       const before = await jobsSnapshot([upperJob.id, lowerJob.id]);
@@ -208,7 +198,8 @@ describe('identity and name-resolution threats', () => {
           `select * from api.update_job($1, name => 'taken')`,
           'select api.unschedule_job($1)',
         ]) {
-          expect([sql, await failureOf(client, sql, [otherJob.id])]).toEqual([
+          const { code, message } = await failureOf(client, sql, [otherJob.id]);
+          expect([sql, { code, message }]).toEqual([
             sql,
             { code: 'HC211', message: `job ${otherJob.id} not found` },
           ]);
@@ -239,7 +230,7 @@ describe('identity and name-resolution threats', () => {
     // (and an = operator for text and oid) that answer "yes" and would hand her bob's identity.
     // Each records its call in alice_fns.hijacked, which everyone may insert into.
     let planter: pg.Client;
-    const hijacked = (): Promise<number> => count(db(), 'select from alice_fns.hijacked');
+    const hijacked = (): Promise<number> => countRows(db(), 'select from alice_fns.hijacked');
 
     beforeAll(async () => {
       await transaction(db(), `${setLocalRole(db(), 'alice_fns')};
@@ -287,7 +278,7 @@ describe('identity and name-resolution threats', () => {
     });
 
     test('scheduling, viewing and changing jobs from that session (and the executor with the same path): hardcron never calls them, and they buy her nothing', async () => {
-      const bobJob = await schedule(bob, 'bob_fns.f(integer)', [801]);
+      const bobJob = await scheduleJob(bob, 'bob_fns.f(integer)', [801]);
       await db().admin.query('truncate alice_fns.hijacked');
 
       // Only qualified names and parameters in alice's own statements: any call logged below is hardcron's.
@@ -348,7 +339,7 @@ describe('identity and name-resolution threats', () => {
           create type pg_temp.verdict as (reason text)`);
         await admin.query('truncate alice_fns.hijacked');
 
-        const job = await schedule(session, 'alice_fns.f(integer)', [804]);
+        const job = await scheduleJob(session, 'alice_fns.f(integer)', [804]);
         await session.query('select * from api.pause_job($1)', [job.id]);
         await session.query('select * from api.resume_job($1)', [job.id]);
         await session.query(`select * from api.update_job($1, arguments => '[805]')`, [job.id]);
@@ -384,7 +375,7 @@ describe('identity and name-resolution threats', () => {
           set search_path = pg_catalog, pg_temp language sql as $$ insert into alice_fns.calls (arg) values (w || '/' || (p).a) $$`);
       await admin.query('truncate alice_fns.hijacked');
 
-      const job = await schedule(alice, 'alice_fns.take(alice_fns.watched,alice_fns.pair)', ['w', 'p']);
+      const job = await scheduleJob(alice, 'alice_fns.take(alice_fns.watched,alice_fns.pair)', ['w', 'p']);
       await alice.query(`select * from api.update_job($1, arguments => '["w2", "p2"]')`, [job.id]);
       await alice.query('select * from api.jobs');
       expect((await admin.query('select what, by_role from alice_fns.hijacked')).rows).toEqual([]); // not evaluated at scheduling

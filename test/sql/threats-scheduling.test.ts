@@ -1,21 +1,8 @@
 import { beforeAll, describe, expect, test } from 'vitest';
 import type pg from 'pg';
 import { useTestDatabase } from '../support/database.ts';
-import {
-  asRole,
-  count,
-  createOwnerRole,
-  executeNow,
-  failureOf,
-  outcomeOf,
-  reasonOf,
-  schedule,
-  serverVersionNum,
-  setLocalRole,
-  transaction,
-  verdictOf,
-  type Failure,
-} from '../support/threats.ts';
+import { countRows, createOwnerRole, failureOf, scheduleJob, setLocalRole, transaction, type Failure } from '../support/jobs.ts';
+import { asRole, executeNow, outcomeOf, reasonOf, serverVersionNum, verdictOf } from '../support/threats.ts';
 
 /**
  * The scheduling half of privilege amplification: two classic exploits, every
@@ -31,7 +18,7 @@ describe('scheduling threats', () => {
   let version = 0;
 
   const q = (nickname: string): string => db().admin.escapeIdentifier(db().role(nickname));
-  const fnsCalls = (fn: string): Promise<number> => count(db(), 'select from fns.calls where fn = $1', [fn]);
+  const fnsCalls = (fn: string): Promise<number> => countRows(db(), 'select from fns.calls where fn = $1', [fn]);
 
   beforeAll(async () => {
     version = await serverVersionNum(db());
@@ -111,7 +98,7 @@ describe('scheduling threats', () => {
           set search_path = pg_catalog, pg_temp
           language sql as $$ insert into joe.blocked (customer_id) values (customer_id) $$;
         reset role`);
-      const job = await schedule(joe, 'joe.block_creditcard(integer)', [4242]);
+      const job = await scheduleJob(joe, 'joe.block_creditcard(integer)', [4242]);
       expect(job).toMatchObject({ owner: db().role('joe'), function_signature: 'joe.block_creditcard(integer)' });
       expect(reasonOf(await verdictOf(db(), job.id))).toEqual({ reason: null, rule: null });
 
@@ -161,9 +148,9 @@ describe('scheduling threats', () => {
         expect((await executor.query('show search_path')).rows).toEqual([{ search_path: 'secure_creditcard, pg_catalog' }]);
         const [run] = await executeNow(db(), [job.id], executor);
         expect(run).toMatchObject({ status: 'rejected', reject_reason: 'function_not_eligible', error_message: null });
-        expect(await count(db(), 'select from secure_creditcard.blocked')).toBe(0);
-        expect(await count(db(), 'select from joe.blocked')).toBe(0);
-        expect(await count(db(), 'select from data.jobs where owner = $1', [db().role('joe')])).toBe(1);
+        expect(await countRows(db(), 'select from secure_creditcard.blocked')).toBe(0);
+        expect(await countRows(db(), 'select from joe.blocked')).toBe(0);
+        expect(await countRows(db(), 'select from data.jobs where owner = $1', [db().role('joe')])).toBe(1);
       } finally {
         await admin.query(`alter role ${q('joe')} reset search_path`);
         await admin.query(`alter role ${q('executor')} reset search_path`);
@@ -179,7 +166,7 @@ describe('scheduling threats', () => {
       // PG_VERSION and postgresql.auto.conf exist in every data directory; the others do not (or may).
       const files = ['server.key', 'no-such-file', 'PG_VERSION', 'postgresql.auto.conf'];
       const jobs = [];
-      for (const file of files) jobs.push(await schedule(joe, 'joe.pg_read_file(text)', [file]));
+      for (const file of files) jobs.push(await scheduleJob(joe, 'joe.pg_read_file(text)', [file]));
       const before = await verdictOf(db(), jobs[0]!.id);
       expect(before.reason).toBeNull();
       expect(before.function_oid).toEqual(expect.any(Number));
@@ -227,7 +214,7 @@ describe('scheduling threats', () => {
       expect(new Set(logged.map((row) => JSON.stringify(row))).size).toBe(1);
       // Neither joe's function (dropped) nor anything else ran: a call of pg_catalog.pg_read_file
       // as joe would have been a `failed` run with a permission error, not `rejected`.
-      expect(await count(db(), 'select from joe.reads')).toBe(0);
+      expect(await countRows(db(), 'select from joe.reads')).toBe(0);
 
       // Naming the system function directly is refused when scheduling (rule 3).
       for (const signature of ['pg_catalog.pg_read_file(text)', 'pg_catalog.pg_read_file(text, bigint, bigint)']) {
@@ -237,7 +224,7 @@ describe('scheduling threats', () => {
         expect(refused.code).toBe('HC203');
         expect(refused.message).toMatch(/\(rule 3\): .*belongs to PostgreSQL/);
       }
-      expect(await count(db(), 'select from data.jobs where function_signature like $1', ['pg_catalog.%'])).toBe(0);
+      expect(await countRows(db(), 'select from data.jobs where function_signature like $1', ['pg_catalog.%'])).toBe(0);
     });
   });
 
@@ -266,7 +253,7 @@ describe('scheduling threats', () => {
     for (const { what, who = 'sam', signature, args = [1], code, message } of refusals) {
       test(`${what}: ${code}`, async () => {
         const client = who === 'sam' ? sam : await db().login(who);
-        const jobsBefore = await count(db(), 'select from data.jobs');
+        const jobsBefore = await countRows(db(), 'select from data.jobs');
         const refused = await failureOf(client, `select * from api.schedule_job($1, $2::jsonb, run_at => now() + interval '1 day')`, [
           signature,
           JSON.stringify(args),
@@ -274,17 +261,17 @@ describe('scheduling threats', () => {
         expect(refused.code).toBe(code);
         expect(refused.message).toMatch(/^cannot schedule /);
         expect(refused.message).toMatch(message);
-        expect(await count(db(), 'select from data.jobs')).toBe(jobsBefore);
-        expect(await count(db(), 'select from fns.calls')).toBe(0);
+        expect(await countRows(db(), 'select from data.jobs')).toBe(jobsBefore);
+        expect(await countRows(db(), 'select from fns.calls')).toBe(0);
       });
     }
 
     test('a superuser cannot own a job: the admin scheduling in its own name gets HC204 (rule 4)', async () => {
-      const jobsBefore = await count(db(), 'select from data.jobs');
+      const jobsBefore = await countRows(db(), 'select from data.jobs');
       const refused = await failureOf(db().admin, `select * from api.schedule_job('fns.ok(integer)', '[1]', run_at => now() + interval '1 day')`);
       expect(refused.code).toBe('HC204');
       expect(refused.message).toMatch(/\(rule 4\): a superuser cannot own jobs/);
-      expect(await count(db(), 'select from data.jobs')).toBe(jobsBefore);
+      expect(await countRows(db(), 'select from data.jobs')).toBe(jobsBefore);
     });
 
     test('PostgreSQL 16+: a member granted the owner role WITH INHERIT FALSE cannot schedule its functions, nor keep a job on them', async ({ skip }) => {
@@ -299,21 +286,21 @@ describe('scheduling threats', () => {
       ]);
       expect(rows).toEqual([{ member: true, usage: false }]);
       const nia = await db().login('nia');
-      const jobsBefore = await count(db(), 'select from data.jobs');
+      const jobsBefore = await countRows(db(), 'select from data.jobs');
       const refused = await failureOf(nia, `select * from api.schedule_job('fns.ok(integer)', '[1]', run_at => now() + interval '1 day')`);
       expect(refused.code).toBe('HC203');
       expect(refused.message).toMatch(/\(rule 2\): you are not a member of/);
-      expect(await count(db(), 'select from data.jobs')).toBe(jobsBefore);
+      expect(await countRows(db(), 'select from data.jobs')).toBe(jobsBefore);
 
       // A member whose grant is changed to INHERIT FALSE after scheduling: rejected at execution.
       await db().addUser('nina', { scheduler: true, memberOf: ['fns'] });
       const nina = await db().login('nina');
-      const job = await schedule(nina, 'fns.ok(integer)', [1601]);
+      const job = await scheduleJob(nina, 'fns.ok(integer)', [1601]);
       await admin.query(`grant ${q('fns')} to ${q('nina')} with inherit false`);
       expect(reasonOf(await verdictOf(db(), job.id))).toEqual({ reason: 'function_not_eligible', rule: 2 });
       const [run] = await executeNow(db(), [job.id]);
       expect(run).toMatchObject({ status: 'rejected', reject_reason: 'function_not_eligible' });
-      expect(await count(db(), `select from fns.calls where arg = '1601'`)).toBe(0);
+      expect(await countRows(db(), `select from fns.calls where arg = '1601'`)).toBe(0);
     });
   });
 
@@ -344,12 +331,12 @@ describe('scheduling threats', () => {
     });
 
     /** Schedules as vic; if that works, runs the job. Returns what happened. */
-    async function attempt(signature: string, via: string): Promise<{ scheduled: Failure | 'scheduled'; run: string | null; loot: unknown[] }> {
+    async function attempt(signature: string, via: string): Promise<{ scheduled: Pick<Failure, 'code' | 'message'> | 'scheduled'; run: string | null; loot: unknown[] }> {
       const vic = await db().login('vic');
-      let scheduled: Failure | 'scheduled';
+      let scheduled: Pick<Failure, 'code' | 'message'> | 'scheduled';
       let run: string | null = null;
       try {
-        const job = await schedule(vic, signature, ['hello']);
+        const job = await scheduleJob(vic, signature, ['hello']);
         scheduled = 'scheduled';
         const [record] = await executeNow(db(), [job.id]);
         run = record?.status ?? null;
@@ -402,7 +389,7 @@ describe('scheduling threats', () => {
       const fn = `fns.t${n}`;
       await asRole(db(), 'fns', `create function ${fn}(x integer) returns void security definer set search_path = pg_catalog, pg_temp
           language sql as $$ insert into fns.calls (fn, arg) values ('${fn}', x) $$`);
-      const job = await schedule(ann, `${fn}(integer)`, [n]);
+      const job = await scheduleJob(ann, `${fn}(integer)`, [n]);
       expect(reasonOf(await verdictOf(db(), job.id))).toEqual({ reason: null, rule: null });
       await transaction(db(), breakIt(fn));
       const verdict = reasonOf(await verdictOf(db(), job.id));
@@ -502,7 +489,7 @@ describe('scheduling threats', () => {
           language sql as $$ insert into doomed.calls (arg) values (x) $$;`;
       await createOwnerRole(db(), 'doomed', doomedFunction);
       await db().admin.query(`grant ${q('doomed')} to ${q('ann')}`);
-      const job = await schedule(ann, 'doomed.f(integer)', [1]);
+      const job = await scheduleJob(ann, 'doomed.f(integer)', [1]);
       expect((await verdictOf(db(), job.id)).function_owner).toBe(db().role('doomed'));
 
       // re_create_role drops the role with everything it owns (its schema and function) and creates it anew.
@@ -514,7 +501,7 @@ describe('scheduling threats', () => {
       await createOwnerRole(db(), 'doomed', doomedFunction);
       expect(reasonOf(await verdictOf(db(), job.id))).toEqual({ reason: 'function_not_eligible', rule: 2 });
       expect(await executeNow(db(), [job.id])).toMatchObject([{ status: 'rejected', reject_reason: 'function_not_eligible' }]);
-      expect(await count(db(), 'select from doomed.calls')).toBe(0);
+      expect(await countRows(db(), 'select from doomed.calls')).toBe(0);
 
       // Only once ann is granted the new role does the job pass again (every rule holds, now).
       await db().admin.query(`grant ${q('doomed')} to ${q('ann')}`);
@@ -525,7 +512,7 @@ describe('scheduling threats', () => {
       const { admin } = db();
       await db().addUser('dora', { scheduler: true, memberOf: ['fns'] });
       const dora = await db().login('dora');
-      const job = await schedule(dora, 'fns.ok(integer)', [7001]);
+      const job = await scheduleJob(dora, 'fns.ok(integer)', [7001]);
       await dora.end();
 
       await transaction(db(), `${setLocalRole(db(), 'mgr')}; call mgr.remove_user('dora')`);
@@ -540,7 +527,7 @@ describe('scheduling threats', () => {
       await db().addUser('dora', { scheduler: true });
       expect(reasonOf(await verdictOf(db(), job.id))).toEqual({ reason: 'function_not_eligible', rule: 2 });
       expect(await executeNow(db(), [job.id])).toMatchObject([{ status: 'rejected', reject_reason: 'function_not_eligible' }]);
-      expect(await count(db(), `select from fns.calls where arg = '7001'`)).toBe(0);
+      expect(await countRows(db(), `select from fns.calls where arg = '7001'`)).toBe(0);
 
       // Documented: roles are resolved by name, so once the new dora satisfies every rule, the
       // old dora's job (and its run history) are hers.
@@ -555,13 +542,13 @@ describe('scheduling threats', () => {
       const { admin } = db();
       await db().addUser('eve', { scheduler: true, memberOf: ['fns'] });
       const eve = await db().login('eve');
-      const job = await schedule(eve, 'fns.ok(integer)', [7002]);
+      const job = await scheduleJob(eve, 'fns.ok(integer)', [7002]);
       await eve.end();
       await admin.query(`alter role ${q('eve')} rename to ${q('eve_renamed')}`);
       try {
         expect(reasonOf(await verdictOf(db(), job.id))).toEqual({ reason: 'owner_not_eligible', rule: 1 });
         expect(await executeNow(db(), [job.id])).toMatchObject([{ status: 'rejected', reject_reason: 'owner_not_eligible' }]);
-        expect(await count(db(), `select from fns.calls where arg = '7002'`)).toBe(0);
+        expect(await countRows(db(), `select from fns.calls where arg = '7002'`)).toBe(0);
       } finally {
         await admin.query(`alter role ${q('eve_renamed')} rename to ${q('eve')}`);
       }

@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, test } from 'vitest';
 import type pg from 'pg';
 import { useTestDatabase } from '../support/database.ts';
-import { createNoteOwner, failureOf, fullErrorOf, schedule, type FullError } from '../support/threats.ts';
+import { createNoteOwner, failureOf, scheduleJob, type Failure } from '../support/jobs.ts';
 
 /**
  * Another owner's job or run id must not be told from a missing one, by timing either: every
@@ -74,7 +74,7 @@ describe('a foreign id and a missing id take the same path through every api fun
 
   /** A job of bob's with one logged run (written by the admin, as the executor would). */
   const bobsJobWithRun = async (): Promise<{ jobId: string; runId: string }> => {
-    const job = await schedule(bob, 'bob_fns.note(text)', ['bob-secret-argument'], 'bob secret job');
+    const job = await scheduleJob(bob, 'bob_fns.note(text)', ['bob-secret-argument'], { name: 'bob secret job' });
     const { rows } = await db().admin.query<{ id: string }>(
       `insert into data.job_runs (job_id, owner, function_owner, scheduled_for, started_at, finished_at, status, error_message)
        values ($1::bigint, $2::text, $3::text, pg_catalog.now(), pg_catalog.now(), pg_catalog.now(), 'failed'::text,
@@ -115,17 +115,17 @@ describe('a foreign id and a missing id take the same path through every api fun
     const { jobId } = await bobsJobWithRun();
     const before = await rowsOf(jobId);
 
-    let foreignError: FullError | undefined;
+    let foreignError: Failure | undefined;
     const foreign = await callsOf(async () => {
-      foreignError = await fullErrorOf(alice, sql, [jobId]);
+      foreignError = await failureOf(alice, sql, [jobId]);
     });
     expect(foreignError).toMatchObject({ code: 'HC211', message: `job ${jobId} not found` });
     expect(await rowsOf(jobId)).toEqual(before); // nothing of bob's changed
 
     await deleteJobAndRuns(jobId);
-    let missingError: FullError | undefined;
+    let missingError: Failure | undefined;
     const missing = await callsOf(async () => {
-      missingError = await fullErrorOf(alice, sql, [jobId]);
+      missingError = await failureOf(alice, sql, [jobId]);
     });
     const otherId = await neverUsedId();
     const neverUsed = await callsOf(() => failureOf(alice, sql, [otherId]));

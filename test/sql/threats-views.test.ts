@@ -1,7 +1,8 @@
 import { beforeAll, describe, expect, test } from 'vitest';
 import type pg from 'pg';
 import { useTestDatabase } from '../support/database.ts';
-import { collectNotices, count, createNoteOwner, failureOf, fullErrorOf, schedule, setLocalRole, transaction, type JobRow } from '../support/threats.ts';
+import { countRows, createNoteOwner, failureOf, scheduleJob, setLocalRole, transaction, type JobRow } from '../support/jobs.ts';
+import { collectNotices } from '../support/threats.ts';
 
 /**
  * api.jobs and api.job_runs show a row only to roles with the
@@ -31,10 +32,10 @@ describe('the api views under attack', () => {
     carol = await db().login('carol');
     const dora = await db().login('dora');
 
-    jobs.alice = await schedule(alice, 'alice_fns.note(text)', ['alice-argument'], 'alice-name');
-    jobs.aliceGone = await schedule(alice, 'gone_fns.note(text)', ['alice-gone-argument'], 'alice-gone-name');
-    jobs.bob = await schedule(bob, 'bob_fns.note(text)', ['bob-secret-argument'], 'bob-secret-name');
-    jobs.dora = await schedule(dora, 'dora_fns.note(text)', ['dora-secret-argument'], 'dora-secret-name');
+    jobs.alice = await scheduleJob(alice, 'alice_fns.note(text)', ['alice-argument'], { name: 'alice-name' });
+    jobs.aliceGone = await scheduleJob(alice, 'gone_fns.note(text)', ['alice-gone-argument'], { name: 'alice-gone-name' });
+    jobs.bob = await scheduleJob(bob, 'bob_fns.note(text)', ['bob-secret-argument'], { name: 'bob-secret-name' });
+    jobs.dora = await scheduleJob(dora, 'dora_fns.note(text)', ['dora-secret-argument'], { name: 'dora-secret-name' });
     await dora.end();
 
     // Run history, written directly: one success and one failure per job, errors naming their owner.
@@ -55,7 +56,7 @@ describe('the api views under attack', () => {
 
   test('the $executor\'s and $authenticator\'s own sessions (no SET ROLE) see no row, although they are NOINHERIT members of every user', async () => {
     const { admin } = db();
-    const total = { jobs: await count(db(), 'select from data.jobs'), runs: await count(db(), 'select from data.job_runs') };
+    const total = { jobs: await countRows(db(), 'select from data.jobs'), runs: await countRows(db(), 'select from data.job_runs') };
     expect(total.jobs).toBeGreaterThanOrEqual(4);
     expect(total.runs).toBeGreaterThanOrEqual(8);
 
@@ -163,7 +164,7 @@ describe('the api views under attack', () => {
         [db().role('bob')],
       );
       expect(rows.map((row) => row.id)).toEqual([jobs.alice?.id, jobs.aliceGone?.id].sort((a, b) => Number(a) - Number(b)));
-      const failed = await fullErrorOf(leaker, 'select id from api.job_runs where owner::integer = 1');
+      const failed = await failureOf(leaker, 'select id from api.job_runs where owner::integer = 1');
       expect(failed.code).toBe('22P02');
       expect(failed.message).toContain(db().role('alice'));
       for (const secret of foreignSecrets()) expect(JSON.stringify(failed)).not.toContain(secret);
@@ -180,9 +181,9 @@ describe('the api views under attack', () => {
       await db().admin.query(`drop owned by ${q('dora_fns')}; drop role ${q('dora_fns')};
                               drop owned by ${q('gone_fns')}; drop role ${q('gone_fns')}`);
       expect(
-        await count(db(), 'select from pg_roles where rolname = any($1::text[])', [dropped()]),
+        await countRows(db(), 'select from pg_roles where rolname = any($1::text[])', [dropped()]),
       ).toBe(0);
-      expect(await count(db(), 'select from data.job_runs where owner = $1 or function_owner = any($2::text[])', [db().role('dora'), dropped()])).toBe(4);
+      expect(await countRows(db(), 'select from data.job_runs where owner = $1 or function_owner = any($2::text[])', [db().role('dora'), dropped()])).toBe(4);
     });
 
     test('everyone else still reads both views: no error, no notice, nothing naming a dropped role; rows of live owners unchanged', async () => {
@@ -216,7 +217,7 @@ describe('the api views under attack', () => {
       // alice still sees her job on gone_fns' (dropped) function and its runs, through her own role.
       const aliceJobs = (await alice.query<{ id: string }>('select id from api.jobs order by id')).rows.map((row) => row.id);
       expect(aliceJobs).toEqual([jobs.alice?.id, jobs.aliceGone?.id]);
-      expect(await count(db(), 'select from data.job_runs where job_id = $1', [jobs.aliceGone?.id])).toBe(2);
+      expect(await countRows(db(), 'select from data.job_runs where job_id = $1', [jobs.aliceGone?.id])).toBe(2);
       expect((await alice.query('select status from api.job_runs where job_id = $1 order by id', [jobs.aliceGone?.id])).rows).toEqual([
         { status: 'succeeded' },
         { status: 'failed' },
@@ -229,11 +230,11 @@ describe('the api views under attack', () => {
     test('the dropped owner\'s job id behaves like a missing one for everyone else (HC211, naming nothing)', async () => {
       const doraJob = jobs.dora as JobRow;
       for (const sql of ['select * from api.pause_job($1)', 'select * from api.run_job_now($1)', 'select api.unschedule_job($1)']) {
-        const failed = await fullErrorOf(alice, sql, [doraJob.id]);
+        const failed = await failureOf(alice, sql, [doraJob.id]);
         expect([sql, failed.code, failed.message]).toEqual([sql, 'HC211', `job ${doraJob.id} not found`]);
         expect(JSON.stringify(failed)).not.toContain('dora');
       }
-      expect(await count(db(), 'select from data.jobs where id = $1', [doraJob.id])).toBe(1);
+      expect(await countRows(db(), 'select from data.jobs where id = $1', [doraJob.id])).toBe(1);
     });
   });
 });

@@ -4,6 +4,7 @@ import type pg from 'pg';
 import { Executor } from '../../server/executor/executor.ts';
 import type { ExecutorOptions } from '../../server/executor/options.ts';
 import type { TestDatabase } from './database.ts';
+import { scheduleJob, type RunRow } from './jobs.ts';
 
 /** The URL that logs in as the database's $executor (with a fresh password). */
 export async function executorUrl(db: TestDatabase): Promise<string> {
@@ -38,37 +39,15 @@ export async function waitFor(db: TestDatabase, sql: string, params: unknown[] =
   }
 }
 
-export interface RunRecord {
-  id: string;
-  job_id: string;
-  status: string;
-  attempt: number;
-  scheduled_for: Date;
-  started_at: Date | null;
-  finished_at: Date | null;
-  rows_returned: string | null;
-  rows_affected: string | null;
-  error_sqlstate: string | null;
-  error_message: string | null;
-  error_detail: string | null;
-  error_hint: string | null;
-  error_context: string | null;
-  reject_reason: string | null;
-}
-
 /** Waits until the job has `count` finished runs and returns its runs, oldest first. */
-export async function finishedRuns(db: TestDatabase, jobId: string, count = 1): Promise<RunRecord[]> {
+export async function finishedRuns(db: TestDatabase, jobId: string, count = 1): Promise<RunRow[]> {
   await waitFor(db, `select count(*) >= $2 as done from data.job_runs where job_id = $1 and status <> 'running'`, [jobId, count]);
-  return (await db.admin.query<RunRecord>('select * from data.job_runs where job_id = $1 order by id', [jobId])).rows;
+  return (await db.admin.query<RunRow>('select * from data.job_runs where job_id = $1 order by id', [jobId])).rows;
 }
 
-/** Schedules a job as `client` and asks for a run now; returns the job id. */
+/** Schedules a one-off job an hour away as `client` (scheduleJob) and asks for a run now; returns the job id. */
 export async function runNow(client: pg.Client, signature: string, args: unknown[] = [], options: object = {}): Promise<string> {
-  const { rows } = await client.query<{ id: string }>(
-    `select id from api.schedule_job($1, $2, run_at => now() + interval '1 hour', options => $3)`,
-    [signature, JSON.stringify(args), JSON.stringify(options)],
-  );
-  const id = rows[0]?.id as string;
+  const { id } = await scheduleJob(client, signature, args, { runIn: '1 hour', options });
   await client.query('select api.run_job_now($1)', [id]);
   return id;
 }

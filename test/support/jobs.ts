@@ -20,19 +20,45 @@ export interface JobRow {
   updated_at: Date;
 }
 
-/** What a failed statement said: its SQLSTATE and message. */
+/** Every field of a PostgreSQL error that a client receives (node-postgres' DatabaseError). */
 export interface Failure {
+  /** The SQLSTATE ('' if the error had none). */
   code: string;
+  severity: string | undefined;
   message: string;
+  detail: string | undefined;
+  hint: string | undefined;
+  where: string | undefined;
+  schema: string | undefined;
+  table: string | undefined;
+  column: string | undefined;
+  dataType: string | undefined;
+  constraint: string | undefined;
+  internalQuery: string | undefined;
+  routine: string | undefined;
 }
 
-/** Runs a statement expected to fail; returns its SQLSTATE and message (or throws if it worked). */
+/** Runs a statement expected to fail; returns every field of its error (or throws if it worked). */
 export async function failureOf(client: pg.Client, sql: string, params: unknown[] = []): Promise<Failure> {
   try {
     await client.query(sql, params);
-  } catch (error) {
-    const { code = '', message } = error as { code?: string; message: string };
-    return { code, message };
+  } catch (caught) {
+    const e = caught as Partial<Failure> & { message: string };
+    return {
+      code: e.code ?? '',
+      severity: e.severity,
+      message: e.message,
+      detail: e.detail,
+      hint: e.hint,
+      where: e.where,
+      schema: e.schema,
+      table: e.table,
+      column: e.column,
+      dataType: e.dataType,
+      constraint: e.constraint,
+      internalQuery: e.internalQuery,
+      routine: e.routine,
+    };
   }
   throw new Error(`expected to fail: ${sql}`);
 }
@@ -99,6 +125,61 @@ export async function createNoteOwner(db: TestDatabase, owner: string, extra = '
     ${extra}`);
 }
 
-export async function countRows(db: TestDatabase, table: string): Promise<number> {
-  return (await db.admin.query<{ n: number }>(`select count(*)::int as n from ${table}`)).rows[0]?.n ?? -1;
+/** How many rows `query` returns (run as the admin), e.g. `countRows(db, 'select from data.jobs')`. */
+export async function countRows(db: TestDatabase, query: string, params: unknown[] = []): Promise<number> {
+  const { rows } = await db.admin.query<{ n: number }>(`select count(*)::int as n from (${query}) x`, params);
+  return rows[0]?.n ?? -1;
+}
+
+/** A row of data.job_runs as node-postgres returns it (the one run record type of the tests). */
+export interface RunRow {
+  id: string;
+  job_id: string;
+  owner: string;
+  function_owner: string;
+  scheduled_for: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
+  status: string;
+  attempt: number;
+  rows_returned: string | null;
+  rows_affected: string | null;
+  error_sqlstate: string | null;
+  error_message: string | null;
+  error_detail: string | null;
+  error_hint: string | null;
+  error_context: string | null;
+  reject_reason: string | null;
+  executor_id: string | null;
+}
+
+/** How a test job is scheduled; anything left out takes api.schedule_job's default. */
+export interface JobSpec {
+  /** A cron schedule; without one (and without `runAt`) the job is a one-off `runIn` from now. */
+  schedule?: string;
+  /** A one-off at this time. */
+  runAt?: string;
+  /** A one-off this far from now (an interval; '1 day' unless `schedule` or `runAt` is given). */
+  runIn?: string;
+  name?: string | null;
+  timeZone?: string;
+  options?: object;
+}
+
+/**
+ * Schedules a job as `client` through api.schedule_job: by default a one-off a day away, so that
+ * nothing runs unless the test makes it due (or asks for a run now). Returns the api.jobs row.
+ */
+export async function scheduleJob(client: pg.Client, signature: string, args: unknown[] = [], spec: JobSpec = {}): Promise<JobRow> {
+  const runIn = spec.schedule !== undefined || spec.runAt !== undefined ? null : (spec.runIn ?? '1 day');
+  const { rows } = await client.query<JobRow>(
+    `select * from api.schedule_job($1::text, $2::jsonb, schedule => $3::text,
+       run_at => coalesce($4::timestamptz, pg_catalog.now() + $5::interval), name => $6::text,
+       time_zone => coalesce($7::text, 'UTC'), options => coalesce($8::jsonb, '{}'))`,
+    [signature, JSON.stringify(args), spec.schedule ?? null, spec.runAt ?? null, runIn, spec.name ?? null, spec.timeZone ?? null,
+      spec.options === undefined ? null : JSON.stringify(spec.options)],
+  );
+  const job = rows[0];
+  if (!job) throw new Error(`schedule_job returned no row for ${signature}`);
+  return job;
 }

@@ -6,9 +6,7 @@
  */
 import type pg from 'pg';
 import type { TestDatabase } from './database.ts';
-import { setLocalRole, transaction, type JobRow } from './jobs.ts';
-
-export { createNoteOwner, createOwnerRole, failureOf, setLocalRole, transaction, type Failure, type JobRow } from './jobs.ts';
+import { setLocalRole, transaction, type RunRow } from './jobs.ts';
 
 /** What code.check_eligibility says about a stored job. */
 export interface Verdict {
@@ -19,37 +17,9 @@ export interface Verdict {
   function_owner: string | null;
 }
 
-/** A run record as data.job_runs holds it. */
-export interface RunRow {
-  id: string;
-  job_id: string;
-  owner: string;
-  function_owner: string;
-  status: string;
-  reject_reason: string | null;
-  rows_returned: string | null;
-  rows_affected: string | null;
-  error_sqlstate: string | null;
-  error_message: string | null;
-  error_detail: string | null;
-  error_hint: string | null;
-  error_context: string | null;
-}
-
 /** Runs `sql` as the admin, in a transaction, with `set local role` to the local role $<nickname>. */
 export async function asRole(db: TestDatabase, nickname: string, sql: string): Promise<void> {
   await transaction(db, `${setLocalRole(db, nickname)}; ${sql}`);
-}
-
-/** Schedules a one-off job a day away as `client` (nothing runs unless a test makes it due). */
-export async function schedule(client: pg.Client, signature: string, args: unknown[] = [], name: string | null = null): Promise<JobRow> {
-  const { rows } = await client.query<JobRow>(
-    `select * from api.schedule_job($1, $2::jsonb, run_at => now() + interval '1 day', name => $3)`,
-    [signature, JSON.stringify(args), name],
-  );
-  const job = rows[0];
-  if (!job) throw new Error(`schedule_job returned no row for ${signature}`);
-  return job;
 }
 
 /** The eligibility check the executor runs (code.start_run), evaluated now, as the admin, for a stored job. */
@@ -111,17 +81,13 @@ export async function executeNow(db: TestDatabase, jobIds: string[], session?: p
   return rows;
 }
 
-/** The outcome of a run, without what differs between any two runs (ids, times, job). */
-export function outcomeOf(run: RunRow): Omit<RunRow, 'id' | 'job_id'> {
-  const { id: _id, job_id: _job, ...rest } = run;
-  const outcome: Record<string, unknown> = { ...rest };
-  for (const key of ['scheduled_for', 'started_at', 'finished_at', 'executor_id']) delete outcome[key];
-  return outcome as Omit<RunRow, 'id' | 'job_id'>;
-}
+/** What differs between any two runs of the same outcome. */
+type RunIdentity = 'id' | 'job_id' | 'scheduled_for' | 'started_at' | 'finished_at' | 'executor_id';
 
-export async function count(db: TestDatabase, sql: string, params: unknown[] = []): Promise<number> {
-  const { rows } = await db.admin.query<{ n: number }>(`select count(*)::int as n from (${sql}) x`, params);
-  return rows[0]?.n ?? -1;
+/** The outcome of a run, without what differs between any two runs (ids, times, job). */
+export function outcomeOf(run: RunRow): Omit<RunRow, RunIdentity> {
+  const { id: _id, job_id: _job, scheduled_for: _for, started_at: _started, finished_at: _finished, executor_id: _executor, ...outcome } = run;
+  return outcome;
 }
 
 /** Starts collecting the NOTICE (and other non-error) messages a session receives. */
@@ -134,46 +100,4 @@ export function collectNotices(client: pg.Client): string[] {
 export async function serverVersionNum(db: TestDatabase): Promise<number> {
   const { rows } = await db.admin.query<{ v: number }>(`select current_setting('server_version_num')::int as v`);
   return rows[0]?.v ?? 0;
-}
-
-/** Every field of a PostgreSQL error that a client receives (node-postgres' DatabaseError). */
-export interface FullError {
-  code: string | undefined;
-  severity: string | undefined;
-  message: string;
-  detail: string | undefined;
-  hint: string | undefined;
-  where: string | undefined;
-  schema: string | undefined;
-  table: string | undefined;
-  column: string | undefined;
-  dataType: string | undefined;
-  constraint: string | undefined;
-  internalQuery: string | undefined;
-  routine: string | undefined;
-}
-
-/** Runs a statement expected to fail; returns every field of the error (or throws if it worked). */
-export async function fullErrorOf(client: pg.Client, sql: string, params: unknown[] = []): Promise<FullError> {
-  try {
-    await client.query(sql, params);
-  } catch (caught) {
-    const e = caught as Partial<FullError> & { message: string };
-    return {
-      code: e.code,
-      severity: e.severity,
-      message: e.message,
-      detail: e.detail,
-      hint: e.hint,
-      where: e.where,
-      schema: e.schema,
-      table: e.table,
-      column: e.column,
-      dataType: e.dataType,
-      constraint: e.constraint,
-      internalQuery: e.internalQuery,
-      routine: e.routine,
-    };
-  }
-  throw new Error(`expected to fail: ${sql}`);
 }
