@@ -52,6 +52,18 @@ export async function runNow(client: pg.Client, signature: string, args: unknown
   return id;
 }
 
+/**
+ * Returns once the executor has made a claim after this moment: a sentinel job of `client`'s,
+ * due now, has finished. Whatever was due before it has had its chance to run, so "nothing else
+ * ran" is checked against the executor's progress, not against a time. Returns the sentinel's
+ * job id.
+ */
+export async function afterNextClaim(db: TestDatabase, client: pg.Client, signature: string): Promise<string> {
+  const sentinel = await runNow(client, signature);
+  await finishedRuns(db, sentinel, 1);
+  return sentinel;
+}
+
 /** The newest run event id (as admin; '0' for an empty log): pass it as `after` to receive only what follows. */
 export async function newestEventId(db: TestDatabase): Promise<string> {
   return (await db.admin.query<{ id: string }>('select coalesce(max(id), 0)::text as id from data.job_run_events')).rows[0]?.id ?? '0';
