@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runCli } from '../support/cli.ts';
-import { eventually, freePort, spawnHardcron, type HardcronProcess } from '../support/child.ts';
+import { freePort, spawnHardcron, type HardcronProcess } from '../support/child.ts';
+import { waitFor } from '../support/executor.ts';
 import { connect, useTestDatabase } from '../support/database.ts';
 import { createOwnerRole } from '../support/jobs.ts';
 import { analyseStatements, lookalikeKey, lookalikesOfStatements, plantLookalikes, type Lookalike } from '../support/lookalikes.ts';
@@ -77,23 +78,19 @@ describe('nothing planted in a schema a user can create runs in a hardcron sessi
     const { scheduleJob } = await data<{ scheduleJob: { job: { id: string } } }>(server,
       'mutation { scheduleJob(input: { functionSignature: "demo.heartbeat()", schedule: "*/1 * * * * *", name: "beat" }) { job { id } } }', {}, token);
     // Claim and run, seen by the subscriber.
-    await eventually('two runs', async () =>
-      (await db().admin.query(`select 1 from data.job_runs where job_id = $1 and status = 'succeeded' offset 1`, [scheduleJob.job.id])).rowCount ? true : undefined, 60_000);
+    await waitFor(db(), `select count(*) >= 2 as done from data.job_runs where job_id = $1 and status = 'succeeded'`, [scheduleJob.job.id], 60_000);
     await events.waitForEvents(2, 60_000);
     await data(server, `mutation { pauseJob(input: { jobId: "${scheduleJob.job.id}" }) { job { id } } }`, {}, token);
 
-    // An idle executor wakes for a job due in two seconds.
-    const runAt = new Date(Date.now() + 2000).toISOString();
+    // The executor, idle now (waiting for the next due time), is woken for a one-off due at once.
     const { scheduleJob: once } = await data<{ scheduleJob: { job: { id: string } } }>(server,
-      `mutation { scheduleJob(input: { functionSignature: "demo.heartbeat()", runAt: "${runAt}", name: "once" }) { job { id } } }`, {}, token);
-    await eventually('the one-off run', async () =>
-      (await db().admin.query(`select 1 from data.job_runs where job_id = $1 and status = 'succeeded'`, [once.job.id])).rowCount ? true : undefined, 60_000);
+      'mutation { scheduleJob(input: { functionSignature: "demo.heartbeat()", name: "once" }) { job { id } } }', {}, token);
+    await waitFor(db(), `select count(*) = 1 as done from data.job_runs where job_id = $1 and status = 'succeeded'`, [once.job.id], 60_000);
 
     // The lease is renewed (a third of the lease time after the last renewal).
-    const lease = async (): Promise<string | undefined> =>
-      (await db().admin.query<{ at: string }>(`select max(lease_expires_at)::text as at from data.executors`)).rows[0]?.at;
-    const before = await lease();
-    await eventually('a lease renewal', async () => ((await lease()) !== before ? true : undefined), 60_000);
+    // As text: a JavaScript Date would drop the microseconds, and the comparison hold at once.
+    const { rows: [lease] } = await db().admin.query<{ at: string }>('select max(lease_expires_at)::text as at from data.executors');
+    await waitFor(db(), 'select max(lease_expires_at) > $1::timestamptz as done from data.executors', [lease?.at], 60_000);
 
     events.stop();
     await ws.dispose();
