@@ -82,43 +82,28 @@ export function makeMaskError(logger: Logger, timeouts: RequestTimeouts): (error
     const timedOut = original instanceof HardcronError ? null : timeoutError(code, timeouts);
     if (timedOut) {
       logger.warn({ requestId: requestIds.getStore(), code: timedOut.code, path: error.path }, 'a GraphQL request was stopped by a timeout');
-      return new GraphQLError(timedOut.message, {
-        nodes: error.nodes,
-        source: error.source,
-        positions: error.positions,
-        path: error.path,
-        originalError: original,
-        extensions: { code: timedOut.code },
-      });
+      return answer(error, timedOut.message, { code: timedOut.code }, original);
     }
     if (code === '42501' && anonymousRequests.getStore() === true) {
-      return new GraphQLError(AUTH_REQUIRED_MESSAGE, {
-        nodes: error.nodes,
-        source: error.source,
-        positions: error.positions,
-        path: error.path,
-        originalError: original,
-        extensions: { code: 'HC_AUTH_REQUIRED' },
-      });
+      return answer(error, AUTH_REQUIRED_MESSAGE, { code: 'HC_AUTH_REQUIRED' }, original);
     }
     if (original instanceof HardcronError || (typeof code === 'string' && isPublicSqlState(code))) {
-      return new GraphQLError(original.message, {
-        nodes: error.nodes,
-        source: error.source,
-        positions: error.positions,
-        path: error.path,
-        originalError: original,
-        extensions: { code, ...(typeof hint === 'string' && { hint }) },
-      });
+      return answer(error, original.message, { code, ...(typeof hint === 'string' && { hint }) }, original);
     }
     const requestId = requestIds.getStore() ?? randomUUID();
     logger.error({ requestId, err: original, path: error.path }, 'internal error in a GraphQL request');
-    return new GraphQLError(`internal error (request id ${requestId})`, {
-      nodes: error.nodes,
-      source: error.source,
-      positions: error.positions,
-      path: error.path,
-      extensions: { code: 'HC_INTERNAL', requestId },
-    });
+    return answer(error, `internal error (request id ${requestId})`, { code: 'HC_INTERNAL', requestId });
   };
+}
+
+/** What the client gets instead of `error`: same place in the request, this message and extensions. */
+function answer(error: GraphQLError, message: string, extensions: Record<string, unknown>, originalError?: Error): GraphQLError {
+  return new GraphQLError(message, {
+    nodes: error.nodes,
+    source: error.source,
+    positions: error.positions,
+    path: error.path,
+    ...(originalError && { originalError }),
+    extensions,
+  });
 }
