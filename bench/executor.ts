@@ -18,10 +18,12 @@ import pg from 'pg';
 import { withBenchDatabase, withClient } from './database.ts';
 import { pino } from 'pino';
 import { Executor } from '../server/executor/executor.ts';
+import { EXECUTOR_SETTINGS } from '../server/executor/options.ts';
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 10_000);
 // One connection per core did best on the 2-core machines (more only adds contention).
-const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? availableParallelism());
+// At most the executor's own bound on concurrency (EXECUTOR_SETTINGS), whatever the machine.
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? Math.min(availableParallelism(), EXECUTOR_SETTINGS.concurrency.max));
 const BATCH = Number(process.env.BENCH_BATCH ?? 500);
 const STEADY_RATE = 500;
 const STEADY_SECONDS = Number(process.env.BENCH_STEADY_SECONDS ?? 10);

@@ -1,121 +1,340 @@
+import { resolve } from 'node:path';
 import { z } from 'zod';
-import { ConfigError } from './errors.ts';
-import { parseDatabaseUrl } from './db/targets.ts';
+import { DEFAULT_MAX_TTL_SECONDS, formatDuration, MIN_SECRET_BYTES, type AuthOptions } from './api/auth.ts';
+import { POOL_SIZE, REQUEST_LIMITS, type RequestLimits } from './api/limits.ts';
+import type { GraphQLServerOptions } from './api/server.ts';
 import { durationSeconds } from './api/tokens.ts';
+import { DEFAULT_DATA_DIR, parseDatabaseUrl, type AdminTargetConfig } from './db/targets.ts';
+import { ConfigError } from './errors.ts';
+import { EXECUTOR_SETTINGS, MAX_EXECUTOR_ID_LENGTH, type ExecutorOptions } from './executor/options.ts';
+import { DEFAULT_LOG_LEVEL } from './logger.ts';
+import { LOOPBACK, MIGRATE_LOCK_TIMEOUT_MS, PORT, wholeNumberProblem, type WholeSetting, type WholeSettingWithDefault } from './settings.ts';
 
-type Env = Readonly<Record<string, string | undefined>>;
+/**
+ * The configuration of each hardcron command: one typed object per process, made once when the
+ * command starts, from the environment and the command's flags, by the schema below. A flag is
+ * checked by the same rule as the variable it overrides, and refused in the same words (HC_CONFIG_INVALID,
+ * naming the flag or variable, never its value: some are secrets). Bounds and defaults are not
+ * written here but next to the options they belong to (settings.ts, api/limits.ts,
+ * executor/options.ts, …), where the libraries apply them to what a program passes directly.
+ */
 
-/** A required PostgreSQL URL from the environment. */
-export function requiredUrl(env: Env, variable: string, purpose: string): string {
-  const value = env[variable];
-  if (!value) throw new ConfigError('HC_CONFIG_MISSING', `${variable} is not set: ${purpose}`);
-  return parseDatabaseUrl(variable, value);
-}
-
-/** An optional whole number from the environment (or a flag), within bounds. */
-export function wholeNumber(name: string, value: string | undefined, min: number, max: number): number | undefined {
-  if (value === undefined || value === '') return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    throw new ConfigError('HC_CONFIG_INVALID', `${name} must be a whole number from ${min} to ${max}, not ${JSON.stringify(value)}`);
-  }
-  return n;
-}
-
-/** An optional boolean from the environment: true/false/1/0. */
-export function booleanValue(name: string, value: string | undefined): boolean | undefined {
-  if (value === undefined || value === '') return undefined;
-  if (['true', '1'].includes(value)) return true;
-  if (['false', '0'].includes(value)) return false;
-  throw new ConfigError('HC_CONFIG_INVALID', `${name} must be true or false, not ${JSON.stringify(value)}`);
-}
+/** The process environment, or any stand-in for it. */
+export type Env = Readonly<Record<string, string | undefined>>;
 
 const DURATION_RULE = 'must be a duration such as 3600s, 90m, 24h or 7d (at most 30d)';
 
-/**
- * JWT_MAX_TTL in seconds (undefined when unset): the longest lifetime of a token the server
- * accepts and `hardcron token` issues. Resolved here once, then passed on as an option.
- */
-export function jwtMaxTtlSeconds(env: Env): number | undefined {
-  const value = env.JWT_MAX_TTL;
-  if (value === undefined || value === '') return undefined;
-  const seconds = durationSeconds(value);
-  // Named, never echoed, like every other variable (see checkEnvironment).
-  if (seconds === undefined) throw new ConfigError('HC_CONFIG_INVALID', `JWT_MAX_TTL ${DURATION_RULE}`);
-  return seconds;
+/** A rule's failure with its own words: they follow the setting's name. */
+function fail(ctx: z.core.$RefinementCtx, message: string): never {
+  ctx.addIssue({ code: 'custom', message });
+  return z.NEVER as never;
 }
 
+const text = z.string().min(1, 'must not be empty');
+const whole = (setting: WholeSetting) =>
+  z.string().transform((value, ctx) => {
+    const problem = wholeNumberProblem(value, setting);
+    return problem === undefined ? Number(value) : fail(ctx, problem);
+  });
+const port = whole(PORT);
+const boolean = z.enum(['true', 'false', '1', '0']).transform((value) => value === 'true' || value === '1');
+const duration = z.string().transform((value, ctx) => durationSeconds(value) ?? fail(ctx, DURATION_RULE));
+/** A PostgreSQL URL; parseDatabaseUrl says precisely what is wrong, naming the variable itself. */
+const postgresUrl = (variable: string) =>
+  z.string().transform((value, ctx) => {
+    try {
+      return parseDatabaseUrl(variable, value);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      ctx.addIssue({ code: 'custom', message: error.message, params: { named: true } });
+      return z.NEVER;
+    }
+  });
+
 /**
- * Every environment variable hardcron reads, with its shape: one schema, checked once when a
- * command starts, so a typo'd HARDCRON_* name or a malformed value is refused with the
- * variable's name before anything runs. Commands then read the values they use.
+ * Every environment variable hardcron reads, with its rule: checked all at once when a command
+ * starts, so a typo'd HARDCRON_* name or a malformed value is refused with the variable's name
+ * before anything runs, whichever command uses it.
  */
-const text = z.string().min(1);
-const port = z.coerce.number().int().min(0).max(65535);
-// Checked by parseDatabaseUrl (below), which says precisely what is wrong.
-const postgresUrl = z.string().min(1);
-const URL_VARIABLES = ['DATABASE_URL', 'EXECUTOR_DATABASE_URL', 'SERVER_DATABASE_URL'] as const;
-const whole = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+export const ENV_SCHEMA = z
+  .object({
+    DATABASE_URL: postgresUrl('DATABASE_URL'),
+    HARDCRON_DATA_DIR: text,
+    HARDCRON_DEBUG: text,
+    HARDCRON_TEST_TARGET: z.enum(['url', 'container', 'embedded']),
+    AUTHENTICATOR_PASSWORD: text,
+    EXECUTOR_PASSWORD: text,
+    EXECUTOR_DATABASE_URL: postgresUrl('EXECUTOR_DATABASE_URL'),
+    HARDCRON_EXECUTOR_CONCURRENCY: whole(EXECUTOR_SETTINGS.concurrency),
+    HARDCRON_EXECUTOR_BATCH_SIZE: whole(EXECUTOR_SETTINGS.batchSize),
+    HARDCRON_EXECUTOR_POLL_MS: whole(EXECUTOR_SETTINGS.pollIntervalMs),
+    HARDCRON_EXECUTOR_LISTEN: boolean,
+    HARDCRON_EXECUTOR_ID: text.max(MAX_EXECUTOR_ID_LENGTH, `must be at most ${MAX_EXECUTOR_ID_LENGTH} characters long`),
+    HARDCRON_EXECUTOR_LEASE_SECONDS: whole(EXECUTOR_SETTINGS.leaseSeconds),
+    HARDCRON_EXECUTOR_HTTP_PORT: port,
+    HARDCRON_EXECUTOR_HTTP_HOST: text,
+    SERVER_DATABASE_URL: postgresUrl('SERVER_DATABASE_URL'),
+    JWT_SECRET: z.string().refine((value) => Buffer.byteLength(value, 'utf8') >= MIN_SECRET_BYTES, `must be at least ${MIN_SECRET_BYTES} bytes long`),
+    JWKS_URL: z.string().refine((value) => /^https?:\/\/\S+$/.test(value), 'must be an http(s) URL'),
+    JWT_AUDIENCE: text,
+    JWT_ISSUER: text,
+    JWT_MAX_TTL: duration,
+    PORT: port,
+    HOST: text,
+    HARDCRON_SERVER_POOL_SIZE: whole(POOL_SIZE),
+    HARDCRON_SERVER_STATEMENT_TIMEOUT_MS: whole(REQUEST_LIMITS.statementTimeoutMs),
+    HARDCRON_SERVER_LOCK_TIMEOUT_MS: whole(REQUEST_LIMITS.lockTimeoutMs),
+    HARDCRON_SERVER_CONNECTIONS_PER_USER: whole(REQUEST_LIMITS.connectionsPerUser),
+    HARDCRON_SERVER_QUEUE_PER_USER: whole(REQUEST_LIMITS.queuedPerUser),
+    HARDCRON_MIGRATE_LOCK_TIMEOUT_MS: whole(MIGRATE_LOCK_TIMEOUT_MS),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  })
+  .partial();
 
-export const ENV_SCHEMA = z.object({
-  DATABASE_URL: postgresUrl,
-  HARDCRON_DATA_DIR: text,
-  HARDCRON_DEBUG: text,
-  HARDCRON_TEST_TARGET: z.enum(['url', 'container', 'embedded']),
-  AUTHENTICATOR_PASSWORD: text,
-  EXECUTOR_PASSWORD: text,
-  EXECUTOR_DATABASE_URL: postgresUrl,
-  HARDCRON_EXECUTOR_CONCURRENCY: whole(1, 64),
-  HARDCRON_EXECUTOR_BATCH_SIZE: whole(1, 10_000),
-  HARDCRON_EXECUTOR_POLL_MS: whole(10, 3_600_000),
-  HARDCRON_EXECUTOR_LISTEN: z.enum(['true', 'false', '1', '0']),
-  HARDCRON_EXECUTOR_ID: z.string().min(1).max(200),
-  HARDCRON_EXECUTOR_LEASE_SECONDS: whole(1, 3600),
-  HARDCRON_EXECUTOR_HTTP_PORT: port,
-  HARDCRON_EXECUTOR_HTTP_HOST: text,
-  SERVER_DATABASE_URL: postgresUrl,
-  JWT_SECRET: z.string().refine((value) => Buffer.byteLength(value, 'utf8') >= 32, 'must be at least 32 bytes long'),
-  JWKS_URL: z.string().refine((value) => /^https?:\/\/\S+$/.test(value), 'must be an http(s) URL'),
-  JWT_AUDIENCE: text,
-  JWT_ISSUER: text,
-  JWT_MAX_TTL: z.string().refine((value) => durationSeconds(value) !== undefined, DURATION_RULE),
-  PORT: port,
-  HOST: text,
-  HARDCRON_SERVER_POOL_SIZE: whole(1, 1000),
-  HARDCRON_SERVER_STATEMENT_TIMEOUT_MS: whole(1, 3_600_000),
-  HARDCRON_SERVER_LOCK_TIMEOUT_MS: whole(1, 3_600_000),
-  HARDCRON_SERVER_CONNECTIONS_PER_USER: whole(1, 1000),
-  HARDCRON_SERVER_QUEUE_PER_USER: whole(0, 100_000),
-  HARDCRON_MIGRATE_LOCK_TIMEOUT_MS: whole(1, 86_400_000),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
-}).partial();
+/** The environment's hardcron variables, typed: numbers, booleans, seconds. */
+export type Environment = z.output<typeof ENV_SCHEMA>;
+type Variable = keyof typeof ENV_SCHEMA.shape;
 
-/** Refuses malformed hardcron variables and unknown HARDCRON_* ones, naming the variable. */
-export function checkEnvironment(env: Env): void {
+/** Refuses unknown HARDCRON_* variables and malformed hardcron ones, naming the variable. */
+export function readEnvironment(env: Env): Environment {
+  const known = Object.keys(ENV_SCHEMA.shape);
   for (const name of Object.keys(env)) {
-    if (name.startsWith('HARDCRON_') && !(name in ENV_SCHEMA.shape)) {
-      throw new ConfigError('HC_CONFIG_UNKNOWN', `${name} is not a hardcron setting (known: ${Object.keys(ENV_SCHEMA.shape).filter((n) => n.startsWith('HARDCRON_')).join(', ')})`);
+    if (name.startsWith('HARDCRON_') && !known.includes(name)) {
+      throw new ConfigError('HC_CONFIG_UNKNOWN', `${name} is not a hardcron setting (known: ${known.filter((n) => n.startsWith('HARDCRON_')).join(', ')})`);
     }
   }
-  for (const name of URL_VARIABLES) {
-    const value = env[name];
-    if (value) parseDatabaseUrl(name, value);
-  }
   // Empty values count as unset, as everywhere in hardcron.
-  const present = Object.fromEntries(Object.keys(ENV_SCHEMA.shape).flatMap((name) => (env[name] ? [[name, env[name]]] : [])));
+  const present = Object.fromEntries(known.flatMap((name) => (env[name] ? [[name, env[name]]] : [])));
   const result = ENV_SCHEMA.safeParse(present);
-  if (!result.success) {
-    const issue = result.error.issues[0];
-    const name = String(issue?.path[0] ?? '');
-    // The message names the variable and the rule, never the value (it may be a secret).
-    throw new ConfigError('HC_CONFIG_INVALID', `${name} ${describeIssue(issue)}`);
-  }
+  if (!result.success) throw invalid(String(result.error.issues[0]?.path[0] ?? ''), result.error.issues[0]);
+  return result.data;
 }
 
-function describeIssue(issue: z.core.$ZodIssue | undefined): string {
-  if (!issue) return 'is invalid';
-  if (issue.code === 'too_small' || issue.code === 'too_big') return `is out of range: ${issue.message}`;
-  if (issue.code === 'invalid_value') return `must be one of ${issue.values.join(', ')}`;
-  if (issue.code === 'invalid_type') return 'must be a number';
-  return issue.message;
+/** A flag's value, checked by the rule of the variable it stands for. */
+function flag<V extends Variable>(name: string, variable: V, value: string | undefined): Environment[V] | undefined {
+  if (value === undefined) return undefined;
+  const result = ENV_SCHEMA.shape[variable].safeParse(value);
+  if (!result.success) throw invalid(name, result.error.issues[0]);
+  return result.data as Environment[V];
+}
+
+/** The one wording of a refused setting: its name and the rule, never the value. */
+function invalid(name: string, issue: z.core.$ZodIssue | undefined): ConfigError {
+  if (issue?.code === 'custom' && (issue.params as { named?: boolean } | undefined)?.named) return new ConfigError('HC_CONFIG_INVALID', issue.message);
+  const rule = issue === undefined ? 'is invalid' : issue.code === 'invalid_value' ? `must be one of ${issue.values.join(', ')}` : issue.message;
+  return new ConfigError('HC_CONFIG_INVALID', `${name} ${rule}`);
+}
+
+/** A URL a command cannot do without. */
+function required<T>(value: T | undefined, variable: string, purpose: string): T {
+  if (value === undefined) throw new ConfigError('HC_CONFIG_MISSING', `${variable} is not set: ${purpose}`);
+  return value;
+}
+
+function adminTarget(environment: Environment): AdminTargetConfig {
+  return { databaseUrl: environment.DATABASE_URL, dataDir: dataDir(environment) };
+}
+
+function dataDir(environment: Environment): string {
+  return resolve(environment.HARDCRON_DATA_DIR ?? DEFAULT_DATA_DIR);
+}
+
+function requestLimits(environment: Environment): Partial<RequestLimits> {
+  return {
+    statementTimeoutMs: environment.HARDCRON_SERVER_STATEMENT_TIMEOUT_MS,
+    lockTimeoutMs: environment.HARDCRON_SERVER_LOCK_TIMEOUT_MS,
+    connectionsPerUser: environment.HARDCRON_SERVER_CONNECTIONS_PER_USER,
+    queuedPerUser: environment.HARDCRON_SERVER_QUEUE_PER_USER,
+  };
+}
+
+/** `hardcron server`: options of the GraphQL server but its logger; unset ones keep the server's defaults. */
+export interface ServerConfig {
+  readonly server: Omit<GraphQLServerOptions, 'logger'> & { readonly auth: AuthOptions & { readonly maxTtlSeconds: number } };
+  readonly logLevel: string;
+}
+
+export function serverConfig(env: Env, flags: { port?: string | undefined; host?: string | undefined }): ServerConfig {
+  const environment = readEnvironment(env);
+  const connectionString = required(environment.SERVER_DATABASE_URL, 'SERVER_DATABASE_URL', 'the URL of the $authenticator role');
+  return {
+    server: {
+      connectionString,
+      auth: {
+        secret: environment.JWT_SECRET,
+        jwksUrl: environment.JWKS_URL,
+        audience: environment.JWT_AUDIENCE,
+        issuer: environment.JWT_ISSUER,
+        maxTtlSeconds: environment.JWT_MAX_TTL ?? DEFAULT_MAX_TTL_SECONDS,
+      },
+      port: flag('--port', 'PORT', flags.port) ?? environment.PORT,
+      host: flag('--host', 'HOST', flags.host) ?? environment.HOST,
+      poolSize: environment.HARDCRON_SERVER_POOL_SIZE,
+      ...requestLimits(environment),
+    },
+    logLevel: environment.LOG_LEVEL ?? DEFAULT_LOG_LEVEL,
+  };
+}
+
+/** `hardcron executor`: options of the executor but its logger, and where its health endpoints listen (if anywhere). */
+export interface ExecutorConfig {
+  readonly executor: Omit<ExecutorOptions, 'logger' | 'metrics'>;
+  readonly health: { readonly port: number; readonly host: string } | undefined;
+  readonly logLevel: string;
+}
+
+export interface ExecutorFlags {
+  readonly concurrency?: string | undefined;
+  readonly 'batch-size'?: string | undefined;
+  readonly 'poll-ms'?: string | undefined;
+  readonly 'no-listen'?: boolean | undefined;
+  readonly id?: string | undefined;
+  readonly 'http-port'?: string | undefined;
+}
+
+export function executorConfig(env: Env, flags: ExecutorFlags): ExecutorConfig {
+  const environment = readEnvironment(env);
+  const connectionString = required(environment.EXECUTOR_DATABASE_URL, 'EXECUTOR_DATABASE_URL', 'the URL of the $executor role');
+  const httpPort = flag('--http-port', 'HARDCRON_EXECUTOR_HTTP_PORT', flags['http-port']) ?? environment.HARDCRON_EXECUTOR_HTTP_PORT;
+  return {
+    executor: {
+      connectionString,
+      executorId: flag('--id', 'HARDCRON_EXECUTOR_ID', flags.id) ?? environment.HARDCRON_EXECUTOR_ID,
+      listen: flags['no-listen'] ? false : environment.HARDCRON_EXECUTOR_LISTEN,
+      concurrency: flag('--concurrency', 'HARDCRON_EXECUTOR_CONCURRENCY', flags.concurrency) ?? environment.HARDCRON_EXECUTOR_CONCURRENCY,
+      batchSize: flag('--batch-size', 'HARDCRON_EXECUTOR_BATCH_SIZE', flags['batch-size']) ?? environment.HARDCRON_EXECUTOR_BATCH_SIZE,
+      pollIntervalMs: flag('--poll-ms', 'HARDCRON_EXECUTOR_POLL_MS', flags['poll-ms']) ?? environment.HARDCRON_EXECUTOR_POLL_MS,
+      leaseSeconds: environment.HARDCRON_EXECUTOR_LEASE_SECONDS,
+    },
+    health: httpPort === undefined ? undefined : { port: httpPort, host: environment.HARDCRON_EXECUTOR_HTTP_HOST ?? LOOPBACK },
+    logLevel: environment.LOG_LEVEL ?? DEFAULT_LOG_LEVEL,
+  };
+}
+
+/** `hardcron migrate`. */
+export interface MigrateConfig {
+  readonly target: AdminTargetConfig;
+  readonly lockTimeoutMs: number;
+  /** The runtime roles' new login passwords, when set. */
+  readonly passwords: { readonly authenticator: string | undefined; readonly executor: string | undefined };
+}
+
+export function migrateConfig(env: Env): MigrateConfig {
+  const environment = readEnvironment(env);
+  return {
+    target: adminTarget(environment),
+    lockTimeoutMs: environment.HARDCRON_MIGRATE_LOCK_TIMEOUT_MS ?? MIGRATE_LOCK_TIMEOUT_MS.default,
+    passwords: { authenticator: environment.AUTHENTICATOR_PASSWORD, executor: environment.EXECUTOR_PASSWORD },
+  };
+}
+
+/** `hardcron start` logs warnings and worse only: its terminal is for the lines meant for people. */
+const START_LOG_LEVEL = 'warn';
+
+/** `hardcron start`: everything on one machine. */
+export interface StartConfig {
+  readonly target: AdminTargetConfig;
+  /** Where the generated secrets are kept. */
+  readonly dataDir: string;
+  /** Wins over the generated secret. */
+  readonly jwtSecret: string | undefined;
+  readonly server: Pick<GraphQLServerOptions, 'port' | 'host' | keyof RequestLimits>;
+  readonly maxTtlSeconds: number;
+  /** Of the JSON logs on stderr, ours and the executor's. */
+  readonly logLevel: string;
+  /** What the executor's process inherits of ours (its settings travel separately). */
+  readonly inherited: { readonly PATH: string | undefined; readonly HOME: string | undefined };
+}
+
+export function startConfig(env: Env): StartConfig {
+  const environment = readEnvironment(env);
+  return {
+    target: adminTarget(environment),
+    dataDir: dataDir(environment),
+    jwtSecret: environment.JWT_SECRET,
+    server: { port: environment.PORT, host: environment.HOST, ...requestLimits(environment) },
+    maxTtlSeconds: environment.JWT_MAX_TTL ?? DEFAULT_MAX_TTL_SECONDS,
+    logLevel: environment.LOG_LEVEL ?? START_LOG_LEVEL,
+    inherited: { PATH: env.PATH, HOME: env.HOME },
+  };
+}
+
+/** A token's lifetime when --ttl is not given (or JWT_MAX_TTL if shorter). */
+const DEFAULT_TOKEN_TTL_SECONDS = 3600;
+
+/** `hardcron token`. */
+export interface TokenConfig {
+  readonly dataDir: string;
+  /** The server's secret when given; else `hardcron start`'s, kept in dataDir. */
+  readonly jwtSecret: string | undefined;
+  readonly audience: string | undefined;
+  readonly issuer: string | undefined;
+  readonly ttlSeconds: number;
+}
+
+export function tokenConfig(env: Env, flags: { ttl?: string | undefined }): TokenConfig {
+  const environment = readEnvironment(env);
+  const maxTtl = environment.JWT_MAX_TTL ?? DEFAULT_MAX_TTL_SECONDS;
+  const ttl = flag('--ttl', 'JWT_MAX_TTL', flags.ttl);
+  // Refused here rather than by the server later, once the token is in use.
+  if (ttl !== undefined && ttl > maxTtl) {
+    throw new ConfigError(
+      'HC_CONFIG_INVALID',
+      `--ttl ${flags.ttl} is longer than the ${formatDuration(maxTtl)} the server accepts (JWT_MAX_TTL): give a shorter --ttl, or raise JWT_MAX_TTL for the server and here`,
+    );
+  }
+  return {
+    dataDir: dataDir(environment),
+    jwtSecret: environment.JWT_SECRET,
+    audience: environment.JWT_AUDIENCE,
+    issuer: environment.JWT_ISSUER,
+    ttlSeconds: ttl ?? Math.min(DEFAULT_TOKEN_TTL_SECONDS, maxTtl),
+  };
+}
+
+/** `hardcron user`. */
+export interface UserConfig {
+  readonly target: AdminTargetConfig;
+  /** The login password, from the variable --password-env names; null: none. */
+  readonly password: string | null;
+}
+
+export function userConfig(env: Env, flags: { 'password-env'?: string | undefined }): UserConfig {
+  const environment = readEnvironment(env);
+  const variable = flags['password-env'];
+  let password: string | null = null;
+  if (variable !== undefined) {
+    password = env[variable] || null;
+    if (password === null) throw new ConfigError('HC_CONFIG_MISSING', `--password-env names ${variable}, which is not set`);
+  }
+  return { target: adminTarget(environment), password };
+}
+
+/** How many jobs `hardcron jobs` lists by default, and at most. */
+const JOBS_LIMIT: WholeSettingWithDefault = { min: 1, max: 100_000, default: 100 };
+
+/** `hardcron jobs`. */
+export interface JobsConfig {
+  readonly target: AdminTargetConfig;
+  readonly limit: number;
+}
+
+export function jobsConfig(env: Env, flags: { limit?: string | undefined }): JobsConfig {
+  const environment = readEnvironment(env);
+  let limit = JOBS_LIMIT.default;
+  if (flags.limit !== undefined) {
+    const result = whole(JOBS_LIMIT).safeParse(flags.limit);
+    if (!result.success) throw invalid('--limit', result.error.issues[0]);
+    limit = result.data;
+  }
+  return { target: adminTarget(environment), limit };
+}
+
+/** `hardcron uninstall`. */
+export interface UninstallConfig {
+  readonly target: AdminTargetConfig;
+}
+
+export function uninstallConfig(env: Env): UninstallConfig {
+  return { target: adminTarget(readEnvironment(env)) };
 }

@@ -1,6 +1,6 @@
 import type { PgClient, WithPgClient } from 'postgraphile/@dataplan/pg';
-import { wholeNumber } from '../config.ts';
 import { LimitError } from '../errors.ts';
+import { checkWholeNumber, type WholeSetting, type WholeSettingWithDefault } from '../settings.ts';
 
 /**
  * What one GraphQL request may take from the database. Timeouts are PostgreSQL's, set per
@@ -17,9 +17,22 @@ export interface RequestLimits {
   readonly queuedPerUser: number;
 }
 
-export const DEFAULT_STATEMENT_TIMEOUT_MS = 15_000;
-export const DEFAULT_LOCK_TIMEOUT_MS = 5_000;
-export const DEFAULT_QUEUED_PER_USER = 50;
+/**
+ * Bounds and defaults of the request limits: the server applies the defaults, and both the
+ * server (options given by a program) and the configuration (HARDCRON_SERVER_*) check the
+ * bounds from here. A timeout of 0 would switch PostgreSQL's timeout off, which is exactly what
+ * these are here to prevent.
+ */
+export const REQUEST_LIMITS = {
+  statementTimeoutMs: { min: 1, max: 3_600_000, default: 15_000 },
+  lockTimeoutMs: { min: 1, max: 3_600_000, default: 5_000 },
+  /** Default: defaultConnectionsPerUser(poolSize). */
+  connectionsPerUser: { min: 1, max: 1000 },
+  queuedPerUser: { min: 0, max: 100_000, default: 50 },
+} as const satisfies Record<keyof RequestLimits, WholeSetting & { readonly default?: number }>;
+
+/** Connections in the server's pool. */
+export const POOL_SIZE: WholeSettingWithDefault = { min: 1, max: 1000, default: 10 };
 
 /** A quarter of the pool, at least 1: four users at once can use the whole pool, no fewer. */
 export function defaultConnectionsPerUser(poolSize: number): number {
@@ -29,36 +42,13 @@ export function defaultConnectionsPerUser(poolSize: number): number {
 /** The limits with every default filled in; a value out of range is a ConfigError naming it. */
 export function resolveRequestLimits(poolSize: number, given: Partial<RequestLimits> = {}): RequestLimits {
   const limits: RequestLimits = {
-    statementTimeoutMs: given.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS,
-    lockTimeoutMs: given.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS,
+    statementTimeoutMs: given.statementTimeoutMs ?? REQUEST_LIMITS.statementTimeoutMs.default,
+    lockTimeoutMs: given.lockTimeoutMs ?? REQUEST_LIMITS.lockTimeoutMs.default,
     connectionsPerUser: given.connectionsPerUser ?? defaultConnectionsPerUser(poolSize),
-    queuedPerUser: given.queuedPerUser ?? DEFAULT_QUEUED_PER_USER,
+    queuedPerUser: given.queuedPerUser ?? REQUEST_LIMITS.queuedPerUser.default,
   };
-  // 0 would switch a PostgreSQL timeout off, which is exactly what these are here to prevent.
-  wholeNumber('statementTimeoutMs', String(limits.statementTimeoutMs), 1, MAX_TIMEOUT_MS);
-  wholeNumber('lockTimeoutMs', String(limits.lockTimeoutMs), 1, MAX_TIMEOUT_MS);
-  wholeNumber('connectionsPerUser', String(limits.connectionsPerUser), 1, 1000);
-  wholeNumber('queuedPerUser', String(limits.queuedPerUser), 0, MAX_QUEUED);
+  for (const name of Object.keys(REQUEST_LIMITS) as Array<keyof RequestLimits>) checkWholeNumber(name, limits[name], REQUEST_LIMITS[name]);
   return limits;
-}
-
-const MAX_TIMEOUT_MS = 3_600_000;
-const MAX_QUEUED = 100_000;
-
-type Env = Readonly<Record<string, string | undefined>>;
-
-/** The HARDCRON_SERVER_* limits that are set in `env` (unset ones keep the server's defaults). */
-export function requestLimitsFromEnv(env: Env): Partial<RequestLimits> {
-  const statementTimeoutMs = wholeNumber('HARDCRON_SERVER_STATEMENT_TIMEOUT_MS', env.HARDCRON_SERVER_STATEMENT_TIMEOUT_MS, 1, MAX_TIMEOUT_MS);
-  const lockTimeoutMs = wholeNumber('HARDCRON_SERVER_LOCK_TIMEOUT_MS', env.HARDCRON_SERVER_LOCK_TIMEOUT_MS, 1, MAX_TIMEOUT_MS);
-  const connectionsPerUser = wholeNumber('HARDCRON_SERVER_CONNECTIONS_PER_USER', env.HARDCRON_SERVER_CONNECTIONS_PER_USER, 1, 1000);
-  const queuedPerUser = wholeNumber('HARDCRON_SERVER_QUEUE_PER_USER', env.HARDCRON_SERVER_QUEUE_PER_USER, 0, MAX_QUEUED);
-  return {
-    ...(statementTimeoutMs !== undefined && { statementTimeoutMs }),
-    ...(lockTimeoutMs !== undefined && { lockTimeoutMs }),
-    ...(connectionsPerUser !== undefined && { connectionsPerUser }),
-    ...(queuedPerUser !== undefined && { queuedPerUser }),
-  };
 }
 
 /**

@@ -6,7 +6,7 @@ import { HardcronError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Identity } from './auth.ts';
 
-/** The channel the executor notifies on (sql/0017_run_events.sql, code.notify_run); its payload is always empty. */
+/** The channel the executor notifies on (code.notify_run in sql/routines/code/run_events.sql); its payload is always empty. */
 export const RUN_EVENTS_CHANNEL = 'hardcron_run_events';
 
 /** At most one question to the database per this many milliseconds, however many notifications arrive. */

@@ -9,6 +9,7 @@ import { pinSearchPath } from '../db/connect.ts';
 import { sessionConfig } from '../db/session.ts';
 import { checkRuntimeLogin } from '../db/login.ts';
 import type { Logger } from '../logger.ts';
+import { checkWholeNumber, LOOPBACK } from '../settings.ts';
 import { AuthError, createTokenVerifier, type AuthOptions } from './auth.ts';
 import { anonymousRequests, requestIds } from './errors.ts';
 import { makePreset } from './graphile.config.ts';
@@ -16,7 +17,7 @@ import { RunEventPump } from './run-events.ts';
 import { ServerMetrics } from './metrics.ts';
 import { DEFAULT_QUERY_LIMITS, type QueryLimits } from './guards.ts';
 import { RequestIdentities } from './identity.ts';
-import { resolveRequestLimits, type RequestLimits } from './limits.ts';
+import { POOL_SIZE, resolveRequestLimits, type RequestLimits } from './limits.ts';
 import { UserDirectory } from './users.ts';
 
 /**
@@ -52,10 +53,11 @@ export interface RunningGraphQLServer {
 export async function startGraphQLServer(options: GraphQLServerOptions): Promise<RunningGraphQLServer> {
   const { logger } = options;
   // Checked before anything connects: a bad limit is a ConfigError naming it.
-  const requestLimits = resolveRequestLimits(options.poolSize ?? 10, options);
+  const poolSize = checkWholeNumber('poolSize', options.poolSize ?? POOL_SIZE.default, POOL_SIZE);
+  const requestLimits = resolveRequestLimits(poolSize, options);
   const pool = new pg.Pool({
     ...sessionConfig(options.connectionString, 'hardcron server'),
-    max: options.poolSize ?? 10,
+    max: poolSize,
     // pg-pool awaits this before it hands out a new connection (the types say void).
     onConnect: pinSearchPath,
   });
@@ -110,7 +112,7 @@ export async function startGraphQLServer(options: GraphQLServerOptions): Promise
     });
     await serv.addTo(app, server);
     await pgl.getSchema(); // fail at start-up, not at the first request
-    await listen(server, options.port ?? 5678, options.host ?? '127.0.0.1');
+    await listen(server, options.port ?? 5678, options.host ?? LOOPBACK);
     const address = server.address() as AddressInfo;
     const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
     logger.info({ url, database }, 'GraphQL server listening');

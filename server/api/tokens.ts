@@ -16,15 +16,6 @@ export function durationSeconds(value: string): number | undefined {
   return seconds > 0 && seconds <= MAX_TTL_SECONDS ? seconds : undefined;
 }
 
-/** Seconds in a `--ttl` duration (see durationSeconds). */
-export function parseTtl(value: string): number {
-  const seconds = durationSeconds(value);
-  if (seconds === undefined) {
-    throw new ConfigError('HC_CONFIG_INVALID', `--ttl must be a duration such as 90s, 15m, 12h or 7d (at most 30d), not ${JSON.stringify(value)}`);
-  }
-  return seconds;
-}
-
 /** An HS256 token for a user's nickname: the claims the server's verifier expects. */
 export async function signToken(secret: string, nickname: string, ttlSeconds: number, claims: { audience?: string | undefined; issuer?: string | undefined } = {}): Promise<string> {
   if (Buffer.byteLength(secret, 'utf8') < MIN_SECRET_BYTES) {

@@ -1,11 +1,13 @@
 import { parseArgs } from 'node:util';
-import { booleanValue, requiredUrl, wholeNumber } from '../config.ts';
+import { executorConfig } from '../config.ts';
 import { connectClient } from '../db/connect.ts';
 import { checkRuntimeLogin } from '../db/login.ts';
 import { Executor } from '../executor/executor.ts';
 import { startHealthServer } from '../executor/http.ts';
 import { stopOnSignals } from '../signals.ts';
-import { createLogger } from '../logger.ts';
+import { EXECUTOR_SETTINGS } from '../executor/options.ts';
+import { createLogger, DEFAULT_LOG_LEVEL } from '../logger.ts';
+import { LOOPBACK } from '../settings.ts';
 import type { Command } from './command.ts';
 
 export const executorCommand: Command = {
@@ -16,17 +18,17 @@ Connects as the database's $executor role and runs due jobs until SIGTERM or SIG
 
 Environment (flags win):
   EXECUTOR_DATABASE_URL          postgres://<db>$executor:<password>@host/<db> (required)
-  HARDCRON_EXECUTOR_CONCURRENCY  connections running batches in parallel (default 2)
-  HARDCRON_EXECUTOR_BATCH_SIZE   runs committed together, each in its own subtransaction (default 100)
-  HARDCRON_EXECUTOR_POLL_MS      longest idle sleep; the polling fallback (default 1000)
+  HARDCRON_EXECUTOR_CONCURRENCY  connections running batches in parallel (default ${EXECUTOR_SETTINGS.concurrency.default})
+  HARDCRON_EXECUTOR_BATCH_SIZE   runs committed together, each in its own subtransaction (default ${EXECUTOR_SETTINGS.batchSize.default})
+  HARDCRON_EXECUTOR_POLL_MS      longest idle sleep; the polling fallback (default ${EXECUTOR_SETTINGS.pollIntervalMs.default})
   HARDCRON_EXECUTOR_LISTEN       false: no LISTEN/NOTIFY, polling only (default true)
   HARDCRON_EXECUTOR_ID           the executor's name in run records (default host:pid:random)
-  HARDCRON_EXECUTOR_LEASE_SECONDS  silence after which its running runs are lost (default 30)
+  HARDCRON_EXECUTOR_LEASE_SECONDS  silence after which its running runs are lost (default ${EXECUTOR_SETTINGS.leaseSeconds.default})
   HARDCRON_EXECUTOR_HTTP_PORT    serve /healthz, /readyz and /metrics on this port (default: none)
-  HARDCRON_EXECUTOR_HTTP_HOST    address for that (default 127.0.0.1)
-  LOG_LEVEL                      pino level (default info)`,
+  HARDCRON_EXECUTOR_HTTP_HOST    address for that (default ${LOOPBACK})
+  LOG_LEVEL                      pino level (default ${DEFAULT_LOG_LEVEL})`,
 
-  async run(args) {
+  async run(args, env) {
     const { values } = parseArgs({
       args: [...args],
       options: {
@@ -39,44 +41,21 @@ Environment (flags win):
       },
       strict: true,
     });
-    const env = process.env;
-    const connectionString = requiredUrl(env, 'EXECUTOR_DATABASE_URL', 'the URL of the $executor role');
-    const listen = values['no-listen'] ? false : booleanValue('HARDCRON_EXECUTOR_LISTEN', env.HARDCRON_EXECUTOR_LISTEN);
-    const executorId = values.id ?? env.HARDCRON_EXECUTOR_ID;
-    const concurrency = wholeNumber('--concurrency', values.concurrency ?? env.HARDCRON_EXECUTOR_CONCURRENCY, 1, 64);
-    const batchSize = wholeNumber('--batch-size', values['batch-size'] ?? env.HARDCRON_EXECUTOR_BATCH_SIZE, 1, 10_000);
-    const pollIntervalMs = wholeNumber('--poll-ms', values['poll-ms'] ?? env.HARDCRON_EXECUTOR_POLL_MS, 10, 3_600_000);
-    const leaseSeconds = wholeNumber('HARDCRON_EXECUTOR_LEASE_SECONDS', env.HARDCRON_EXECUTOR_LEASE_SECONDS, 1, 3600);
-    const httpPort = wholeNumber('--http-port', values['http-port'] ?? env.HARDCRON_EXECUTOR_HTTP_PORT, 0, 65535);
-
+    const config = executorConfig(env, values);
+    const { connectionString } = config.executor;
     const check = await connectClient(connectionString, 'hardcron executor check');
     try {
       await checkRuntimeLogin(check, 'executor', 'EXECUTOR_DATABASE_URL', connectionString);
     } finally {
       await check.end();
     }
-    const logger = createLogger('hardcron-executor');
-    const executor = new Executor({
-      connectionString,
-      logger,
-      ...(executorId !== undefined && { executorId }),
-      ...(listen !== undefined && { listen }),
-      ...(concurrency !== undefined && { concurrency }),
-      ...(batchSize !== undefined && { batchSize }),
-      ...(pollIntervalMs !== undefined && { pollIntervalMs }),
-      ...(leaseSeconds !== undefined && { leaseSeconds }),
-    });
+    const logger = createLogger('hardcron-executor', config.logLevel);
+    const executor = new Executor({ ...config.executor, logger });
     await executor.start();
     const health =
-      httpPort === undefined
+      config.health === undefined
         ? undefined
-        : await startHealthServer({
-            port: httpPort,
-            host: env.HARDCRON_EXECUTOR_HTTP_HOST || '127.0.0.1',
-            ready: () => executor.isReady(),
-            registry: executor.metrics.registry,
-            logger,
-          });
+        : await startHealthServer({ ...config.health, ready: () => executor.isReady(), registry: executor.metrics.registry, logger });
     if (health) logger.info({ url: health.url }, 'executor health and metrics listening');
     let stopped: Promise<void> | undefined;
     const stop = (): Promise<void> =>

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { jobsConfig } from '../config.ts';
 import { withAdminTransaction } from '../db/admin.ts';
 import { openAdminTarget } from '../db/targets.ts';
 import { ConfigError } from '../errors.ts';
@@ -39,12 +40,11 @@ Prints a table of all jobs of the database (an admin sees every job), newest fir
 Target: DATABASE_URL (a superuser URL) when set; otherwise the embedded PostgreSQL kept under
 HARDCRON_DATA_DIR (default .hardcron/).`,
 
-  async run(args) {
-    const { values, positionals } = parseArgs({ args: [...args], options: { limit: { type: 'string', default: '100' } }, allowPositionals: true, strict: true });
+  async run(args, env) {
+    const { values, positionals } = parseArgs({ args: [...args], options: { limit: { type: 'string' } }, allowPositionals: true, strict: true });
+    const config = jobsConfig(env, values);
     if (positionals.length > 0) throw new ConfigError('HC_USAGE', 'hardcron jobs takes no arguments');
-    const limit = Number(values.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) throw new ConfigError('HC_CONFIG_INVALID', '--limit must be a whole number from 1 to 100000');
-    const target = await openAdminTarget();
+    const target = await openAdminTarget(config.target);
     let rows: JobLine[];
     try {
       // Plain columns, formatted here: the admin's session resolves no operator or function.
@@ -53,7 +53,7 @@ HARDCRON_DATA_DIR (default .hardcron/).`,
           `select j.id, j.owner, j.name, j.function_signature, j.schedule, j.time_zone, j.run_at, j.enabled,
                   j.next_run_at, j.last_status, j.last_run_at
              from api.jobs j order by j.id desc limit $1::integer`,
-          [limit],
+          [config.limit],
         )).rows.map(toLine),
       );
     } finally {

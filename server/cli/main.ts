@@ -1,5 +1,4 @@
 import { parseArgs } from 'node:util';
-import { checkEnvironment } from '../config.ts';
 import { HardcronError } from '../errors.ts';
 import type { Command } from './command.ts';
 import { executorCommand } from './executor.ts';
@@ -45,8 +44,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   try {
-    checkEnvironment(process.env);
-    await command.run(rest);
+    // Only this module reads the process environment: each command makes its configuration from it.
+    await command.run(rest, process.env);
     return 0;
   } catch (error) {
     process.stderr.write(`${describeError(error)}\n`);

@@ -1,16 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { DEFAULT_MAX_TTL_SECONDS, formatDuration } from '../api/auth.ts';
-import { requestLimitsFromEnv } from '../api/limits.ts';
+import { formatDuration } from '../api/auth.ts';
 import { startGraphQLServer, type RunningGraphQLServer } from '../api/server.ts';
 import { signToken } from '../api/tokens.ts';
-import { jwtMaxTtlSeconds, wholeNumber } from '../config.ts';
+import { startConfig, type StartConfig } from '../config.ts';
 import { connectClient } from '../db/connect.ts';
 import { migrate } from '../db/migrate.ts';
 import { DEMO, loadLocalSecrets, provisionLocal } from '../db/provision.ts';
-import { DEFAULT_DATA_DIR, openAdminTarget, redactUrl, withLogin, type DatabaseTarget } from '../db/targets.ts';
+import { openAdminTarget, redactUrl, withLogin, type DatabaseTarget } from '../db/targets.ts';
 import { ConfigError, HardcronError } from '../errors.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import { stopOnSignals } from '../signals.ts';
@@ -46,22 +44,18 @@ Environment:
                      the GraphQL server's request limits (see hardcron server --help)
   LOG_LEVEL          pino level of the JSON logs on stderr (default warn)`,
 
-  async run(args) {
+  async run(args, env) {
     const { positionals } = parseArgs({ args: [...args], options: {}, allowPositionals: true, strict: true });
     if (positionals.length > 0) throw new ConfigError('HC_USAGE', 'hardcron start takes no arguments');
-    const env = process.env;
-    const port = wholeNumber('PORT', env.PORT, 0, 65535) ?? 5678;
-    const host = env.HOST || '127.0.0.1';
-    const maxTtlSeconds = jwtMaxTtlSeconds(env);
-    const requestLimits = requestLimitsFromEnv(env);
-    const dataDir = resolve(env.HARDCRON_DATA_DIR || DEFAULT_DATA_DIR);
-    const logger = createLogger('hardcron', env.LOG_LEVEL ?? 'warn', process.stderr);
-    const secrets = await loadLocalSecrets(dataDir, env.JWT_SECRET || undefined);
+    const config = startConfig(env);
+    const { dataDir, maxTtlSeconds } = config;
+    const logger = createLogger('hardcron', config.logLevel, process.stderr);
+    const secrets = await loadLocalSecrets(dataDir, config.jwtSecret);
 
     const say = (line = ''): boolean => process.stdout.write(`${line}\n`);
     // Recorded (HARDCRON_DATA_DIR/postgres/running.json), so that hardcron user, jobs, migrate
     // and friends use this cluster while it runs.
-    const target = await openAdminTarget(env, { record: true });
+    const target = await openAdminTarget(config.target, { record: true });
     const stack = new Shutdown(logger, say);
     // Steps run in reverse: the executor (it stops claiming, lets its runs finish and releases
     // its lease), then the server, and PostgreSQL last, when nothing uses it any more.
@@ -76,20 +70,18 @@ Environment:
         connectionString: withLogin(target.adminUrl, `${database}$authenticator`, secrets.authenticatorPassword),
         auth: { secret: secrets.jwtSecret, maxTtlSeconds },
         logger,
-        port,
-        host,
-        ...requestLimits,
+        ...config.server,
       });
       stack.push('server', () => server.stop());
 
       const executorId = `start:${process.pid}`;
-      const executor = spawnExecutor(withLogin(target.adminUrl, `${database}$executor`, secrets.executorPassword), executorId, env.LOG_LEVEL ?? 'warn');
+      const executor = spawnExecutor(withLogin(target.adminUrl, `${database}$executor`, secrets.executorPassword), executorId, config);
       stack.push('executor', () => stopChild(executor));
       await waitForExecutor(target, executorId, executor);
       await waitForServer(server);
 
       // The demo token must pass the server's own lifetime check.
-      const demoTtl = Math.min(DEMO_TOKEN_HOURS * 3600, maxTtlSeconds ?? DEFAULT_MAX_TTL_SECONDS);
+      const demoTtl = Math.min(DEMO_TOKEN_HOURS * 3600, maxTtlSeconds);
       const token = await signToken(secrets.jwtSecret, DEMO.user, demoTtl);
       printWelcome(say, server, token, demoTtl === DEMO_TOKEN_HOURS * 3600 ? `${DEMO_TOKEN_HOURS} hours` : formatDuration(demoTtl));
       say(`hardcron ready at ${server.url}/ (Ctrl-C stops)`);
@@ -145,15 +137,14 @@ class Shutdown {
  * stops it once (SIGTERM); an IPC channel lets it notice if `start` dies without stopping it.
  * Its JSON logs go to stderr with ours, leaving stdout to the lines meant for people.
  */
-function spawnExecutor(connectionString: string, executorId: string, logLevel: string): ChildProcess {
+function spawnExecutor(connectionString: string, executorId: string, config: Pick<StartConfig, 'inherited' | 'logLevel'>): ChildProcess {
   return spawn(process.execPath, [BIN, 'executor'], {
     detached: true,
     env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
+      ...config.inherited,
       EXECUTOR_DATABASE_URL: connectionString,
       HARDCRON_EXECUTOR_ID: executorId,
-      LOG_LEVEL: logLevel,
+      LOG_LEVEL: config.logLevel,
     },
     stdio: ['ignore', 2, 2, 'ipc'],
   });

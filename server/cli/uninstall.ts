@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import type pg from 'pg';
+import { uninstallConfig } from '../config.ts';
 import { withAdminTransaction } from '../db/admin.ts';
 import { openAdminTarget, redactUrl } from '../db/targets.ts';
 import { ConfigError, HardcronError } from '../errors.ts';
@@ -48,10 +49,11 @@ Running it again when nothing is left changes nothing.
 Target: DATABASE_URL (a superuser URL) when set; otherwise the embedded PostgreSQL kept under
 HARDCRON_DATA_DIR (default .hardcron/), database d0.`,
 
-  async run(args) {
+  async run(args, env) {
     const { values, positionals } = parseArgs({ args: [...args], options: { yes: { type: 'boolean', default: false } }, allowPositionals: true, strict: true });
+    const config = uninstallConfig(env);
     if (positionals.length > 0) throw new ConfigError('HC_USAGE', `uninstall takes no arguments (got ${positionals.join(' ')})`);
-    const target = await openAdminTarget();
+    const target = await openAdminTarget(config.target);
     try {
       const where = target.kind === 'embedded' ? 'embedded PostgreSQL' : redactUrl(target.adminUrl);
       const plan = await withAdminTransaction(target.adminUrl, null, async (client) => {

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { withAdminTransaction } from '../db/admin.ts';
+import { userConfig } from '../config.ts';
 import { openAdminTarget } from '../db/targets.ts';
 import { ConfigError } from '../errors.ts';
 import type { Command } from './command.ts';
@@ -19,7 +20,7 @@ remove  drops the user's role and what it owns.
 Target: DATABASE_URL (a superuser URL) when set; otherwise the embedded PostgreSQL kept under
 HARDCRON_DATA_DIR (default .hardcron/).`,
 
-  async run(args) {
+  async run(args, env) {
     const { values, positionals } = parseArgs({
       args: [...args],
       options: {
@@ -37,12 +38,12 @@ HARDCRON_DATA_DIR (default .hardcron/).`,
     if (action === 'remove' && (values.scheduler || values['member-of'].length > 0 || values['password-env'])) {
       throw new ConfigError('HC_USAGE', 'hardcron user remove takes only a nickname');
     }
-    const password = passwordFrom(values['password-env']);
-    const target = await openAdminTarget();
+    const config = userConfig(env, values);
+    const target = await openAdminTarget(config.target);
     try {
       await withAdminTransaction(target.adminUrl, 'mgr', async (client) => {
         if (action === 'add') {
-          await client.query('call mgr.add_user($1, $2, $3, $4)', [nickname, password, values.scheduler, values['member-of']]);
+          await client.query('call mgr.add_user($1, $2, $3, $4)', [nickname, config.password, values.scheduler, values['member-of']]);
         } else {
           await client.query('call mgr.remove_user($1)', [nickname]);
         }
@@ -53,10 +54,3 @@ HARDCRON_DATA_DIR (default .hardcron/).`,
     process.stdout.write(action === 'add' ? `added user ${nickname}\n` : `removed user ${nickname}\n`);
   },
 };
-
-function passwordFrom(variable: string | undefined): string | null {
-  if (variable === undefined) return null;
-  const value = process.env[variable];
-  if (!value) throw new ConfigError('HC_CONFIG_MISSING', `--password-env names ${variable}, which is not set`);
-  return value;
-}

@@ -3,26 +3,46 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { ConfigError, MigrationError } from '../errors.ts';
+import { MigrationError } from '../errors.ts';
 import { connectClient } from './connect.ts';
+import { checkWholeNumber, MIGRATE_LOCK_TIMEOUT_MS } from '../settings.ts';
 
-/** The numbered SQL files shipped with hardcron. */
-export const MIGRATIONS_DIR = fileURLToPath(new URL('../../sql/', import.meta.url));
+/** The numbered migrations shipped with hardcron: tables, types, roles, grants; frozen once released. */
+export const MIGRATIONS_DIR = fileURLToPath(new URL('../../sql/migrations/', import.meta.url));
+
+/** hardcron's routines: the one definition of every function, procedure and view, one concept a file. */
+export const ROUTINES_DIR = fileURLToPath(new URL('../../sql/routines/', import.meta.url));
 
 /**
- * How long `migrate` waits for any one lock (another migrate's hold on the ledger, or a lock a
- * migration needs) before it gives up with HC_MIGRATION_LOCK_TIMEOUT, by default.
+ * The schemas whose routines live in `sql/routines/<schema>/`, in the order they are applied:
+ * a file may use what files of earlier schemas, or earlier names in its own, define. Bodies of
+ * functions are not checked at creation (check_function_bodies is off while routines apply), so
+ * the order matters only for views and for comments and grants naming another file's objects.
  */
-export const DEFAULT_MIGRATE_LOCK_TIMEOUT_MS = 60_000;
+export const ROUTINE_SCHEMAS = ['mgr', 'code', 'executor', 'server', 'api'] as const;
+
+/** See MIGRATE_LOCK_TIMEOUT_MS (settings.ts): its bounds and default, shared with the configuration. */
+export const DEFAULT_MIGRATE_LOCK_TIMEOUT_MS = MIGRATE_LOCK_TIMEOUT_MS.default;
 
 /** SQLSTATE lock_not_available: what PostgreSQL raises when lock_timeout expires. */
 const LOCK_NOT_AVAILABLE = '55P03';
 
 const MIGRATION_FILE = /^(\d{4})_[a-z0-9_]+\.sql$/;
+const ROUTINE_FILE = /^[a-z][a-z0-9_]*\.sql$/;
 
 export interface Migration {
-  /** File name, e.g. `0001_database.sql`; files apply in name order. */
+  /** File name, e.g. `0001_roles.sql`; files apply in name order. */
   readonly name: string;
+  readonly sql: string;
+  /** sha256 of the file's bytes, recorded when applied. */
+  readonly checksum: string;
+}
+
+export interface Routine {
+  /** Path under the routines directory, e.g. `code/cron.sql`. */
+  readonly path: string;
+  /** The schema the file defines routines in; they are created as its owner. */
+  readonly schema: string;
   readonly sql: string;
   /** sha256 of the file's bytes, recorded when applied. */
   readonly checksum: string;
@@ -31,48 +51,60 @@ export interface Migration {
 export interface MigrateOptions {
   /** Superuser URL of the target database. */
   connectionString: string;
-  /** Directory of numbered `.sql` files. Default: hardcron's own `sql/`. */
+  /** Directory of numbered `.sql` files. Default: hardcron's own `sql/migrations/`. */
   migrationsDir?: string;
-  /** Called after each migration commits. */
+  /** Directory of routine files, `<schema>/<concept>.sql`; null for none. Default: hardcron's own `sql/routines/`. */
+  routinesDir?: string | null;
+  /** Called after the run commits, once for each migration (`0001_roles.sql`) and routine file (`code/cron.sql`) applied. */
   onApplied?: (name: string) => void;
   /** Longest wait for one lock, in milliseconds (default 60,000); then HC_MIGRATION_LOCK_TIMEOUT. */
   lockTimeoutMs?: number;
 }
 
 export interface MigrateResult {
-  /** Names applied by this call, in order; empty when the database was up to date. */
+  /** Migrations applied by this call, in order; empty when the database was up to date. */
   readonly applied: readonly string[];
+  /** Routine files (re-)applied by this call, in order. */
+  readonly routines: readonly string[];
   /** How many migrations were already applied before this call. */
   readonly alreadyApplied: number;
 }
 
 /**
- * Applies the pending migrations, each in its own transaction, while a second connection holds
- * a lock on the ledger table that only a superuser can take (see `holdLedgerLock`).
+ * Brings the database to what this hardcron defines, in one transaction, while a second
+ * connection holds a lock on the ledger table that only a superuser can take (see
+ * `holdLedgerLock`): first the pending migrations, in order, then the routine files whose
+ * checksum changed. After any migration, every routine file is applied again: a migration may
+ * have dropped what a view or function depended on, and the files are what must hold. All of it
+ * commits, or none of it does.
  *
- * Rules: applied files are immutable (checksum), a database that knows a migration this
- * hardcron does not have is refused, and a new file may not sort before an applied one.
+ * Rules: applied migrations are immutable (checksum), a database that knows a migration this
+ * hardcron does not have is refused, a new migration may not sort before an applied one, and a
+ * database installed from another baseline (before 0.1.0) is refused with what to do instead.
  */
 export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
   const migrations = await readMigrations(options.migrationsDir ?? MIGRATIONS_DIR);
-  const lockTimeoutMs = options.lockTimeoutMs ?? DEFAULT_MIGRATE_LOCK_TIMEOUT_MS;
-  // 0 would switch PostgreSQL's lock_timeout off: a blocked migrate would hang again.
-  if (!Number.isInteger(lockTimeoutMs) || lockTimeoutMs < 1) {
-    throw new ConfigError('HC_CONFIG_INVALID', `the migrator's lock timeout must be a whole number of milliseconds from 1, not ${lockTimeoutMs}`);
-  }
+  const routinesDir = options.routinesDir === undefined ? ROUTINES_DIR : options.routinesDir;
+  const routines = routinesDir === null ? [] : await readRoutines(routinesDir);
+  const lockTimeoutMs = checkWholeNumber('lockTimeoutMs', options.lockTimeoutMs ?? DEFAULT_MIGRATE_LOCK_TIMEOUT_MS, MIGRATE_LOCK_TIMEOUT_MS);
   const client = await connectClient(options.connectionString, 'hardcron migrate');
   try {
     await requireSuperuser(client);
     await ensureLedger(client, lockTimeoutMs);
     const ledgerLock = await holdLedgerLock(options.connectionString, lockTimeoutMs, client);
     try {
-      const applied = await appliedChecksums(client);
+      const applied = await ledger(client, 'applied');
+      requireSameBaseline(migrations, applied);
       const pending = pendingMigrations(migrations, applied);
-      for (const migration of pending) {
-        await applyMigration(client, migration, lockTimeoutMs, ledgerLock.pid);
-        options.onApplied?.(migration.name);
+      const routinesApplied = await ledger(client, 'routines');
+      const changed = pending.length > 0 ? routines : routines.filter((r) => routinesApplied.get(r.path) !== r.checksum);
+      const gone = [...routinesApplied.keys()].filter((path) => !routines.some((r) => r.path === path));
+      if (pending.length > 0 || changed.length > 0 || gone.length > 0) {
+        await applyAll(client, pending, changed, gone, lockTimeoutMs, ledgerLock.pid);
       }
-      return { applied: pending.map((m) => m.name), alreadyApplied: applied.size };
+      for (const migration of pending) options.onApplied?.(migration.name);
+      for (const routine of changed) options.onApplied?.(routine.path);
+      return { applied: pending.map((m) => m.name), routines: changed.map((r) => r.path), alreadyApplied: applied.size };
     } finally {
       await ledgerLock.release();
     }
@@ -100,6 +132,49 @@ export async function readMigrations(dir: string): Promise<Migration[]> {
     migrations.push({ name, sql: bytes.toString('utf8'), checksum: createHash('sha256').update(bytes).digest('hex') });
   }
   return migrations;
+}
+
+/**
+ * Reads the routine files, `<schema>/<concept>.sql` for the schemas of ROUTINE_SCHEMAS, in the
+ * order they are applied. Anything else in the directory is refused: a file that is never
+ * applied would be a definition that only looks live.
+ */
+export async function readRoutines(dir: string): Promise<Routine[]> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  const stray = entries.find((entry) => !entry.isDirectory() || !(ROUTINE_SCHEMAS as readonly string[]).includes(entry.name));
+  if (stray) {
+    throw new MigrationError('HC_MIGRATION_NAME', `${stray.name} in the routines directory is not a folder named after one of the schemas ${ROUTINE_SCHEMAS.join(', ')}`);
+  }
+  const routines: Routine[] = [];
+  for (const schema of ROUTINE_SCHEMAS) {
+    const names = entries.some((entry) => entry.name === schema) ? (await readdir(join(dir, schema))).sort() : [];
+    for (const name of names) {
+      if (!ROUTINE_FILE.test(name)) {
+        throw new MigrationError('HC_MIGRATION_NAME', `routine file ${schema}/${name} must be named lower_case_words.sql`);
+      }
+      const bytes = await readFile(join(dir, schema, name));
+      routines.push({ path: `${schema}/${name}`, schema, sql: bytes.toString('utf8'), checksum: createHash('sha256').update(bytes).digest('hex') });
+    }
+  }
+  return routines;
+}
+
+/**
+ * The history before 0.1.0 was squashed into a new baseline, so the first migration's name
+ * tells which history a database has. One installed from another cannot be upgraded: its
+ * objects are not those the new migrations expect.
+ */
+export function requireSameBaseline(migrations: readonly Migration[], applied: ReadonlyMap<string, string>): void {
+  const first = migrations[0]?.name;
+  if (first === undefined || applied.size === 0 || applied.has(first)) return;
+  const theirs = [...applied.keys()].sort();
+  throw new MigrationError(
+    'HC_MIGRATION_BASELINE',
+    `this database was installed by a hardcron from before 0.1.0 (migrations ${theirs[0]} to ${theirs.at(-1)}), ` +
+      `whose history this release replaced with a new baseline starting at ${first}; it cannot be upgraded in place. ` +
+      'Note your jobs (hardcron jobs), remove the old installation (hardcron uninstall), run hardcron migrate, ' +
+      'add your users again and schedule the jobs again; see CHANGELOG.md, 0.1.0',
+  );
 }
 
 /** Compares the files with the ledger and returns what is left to apply, in order. */
@@ -169,7 +244,7 @@ async function ensureLedger(client: pg.Client, lockTimeoutMs: number): Promise<v
         'schema "migrations" exists and is owned by another role: hardcron will not adopt objects it did not create',
       );
     }
-    if (rows[0]?.ours && (await ledgerTableExists(client))) return;
+    if (rows[0]?.ours && (await ledgerTablesExist(client))) return;
     try {
       await inTransaction(client, lockTimeoutMs, () =>
         client.query(`
@@ -179,6 +254,11 @@ async function ensureLedger(client: pg.Client, lockTimeoutMs: number): Promise<v
             checksum   text not null check (checksum ~ '^[0-9a-f]{64}$'),
             applied_at timestamptz not null default pg_catalog.now(),
             applied_by name not null default session_user
+          );
+          create table if not exists migrations.routines (
+            path       text primary key,
+            checksum   text not null check (checksum ~ '^[0-9a-f]{64}$'),
+            applied_at timestamptz not null default pg_catalog.now()
           );`),
       );
       return;
@@ -192,9 +272,9 @@ async function ensureLedger(client: pg.Client, lockTimeoutMs: number): Promise<v
   }
 }
 
-async function ledgerTableExists(client: pg.Client): Promise<boolean> {
+async function ledgerTablesExist(client: pg.Client): Promise<boolean> {
   const { rows } = await client.query<{ found: boolean }>(
-    `select pg_catalog.to_regclass('migrations.applied') is not null as found`,
+    `select pg_catalog.to_regclass('migrations.applied') is not null and pg_catalog.to_regclass('migrations.routines') is not null as found`,
   );
   return rows[0]?.found === true;
 }
@@ -310,29 +390,63 @@ async function lockTimeout(
   );
 }
 
-async function appliedChecksums(client: pg.Client): Promise<Map<string, string>> {
+/** What the ledger table `migrations.<table>` records: name or path, and checksum. */
+async function ledger(client: pg.Client, table: 'applied' | 'routines'): Promise<Map<string, string>> {
   const { rows } = await client.query<{ name: string; checksum: string }>(
-    'select name, checksum from migrations.applied order by name',
+    table === 'applied' ? 'select name, checksum from migrations.applied' : 'select path as name, checksum from migrations.routines',
   );
   return new Map(rows.map((row) => [row.name, row.checksum]));
 }
 
-async function applyMigration(client: pg.Client, migration: Migration, lockTimeoutMs: number, ledgerLockPid: number): Promise<void> {
+async function applyAll(
+  client: pg.Client,
+  migrations: readonly Migration[],
+  routines: readonly Routine[],
+  gone: readonly string[],
+  lockTimeoutMs: number,
+  ledgerLockPid: number,
+): Promise<void> {
+  let current = 'the ledger';
+  let currentSql = '';
   try {
     await inTransaction(client, lockTimeoutMs, async () => {
-      // Objects are named with their schema in migrations; nothing resolves through a path
-      // that someone else could have planted objects in.
+      // Objects are named with their schema in migrations and routines; nothing resolves through
+      // a path that someone else could have planted objects in.
       await client.query(`set local search_path = pg_catalog, pg_temp; set local client_min_messages = warning`);
-      await client.query(migration.sql);
-      await client.query('reset role');
-      await client.query('insert into migrations.applied (name, checksum) values ($1, $2)', [migration.name, migration.checksum]);
+      for (const migration of migrations) {
+        [current, currentSql] = [`migration ${migration.name}`, migration.sql];
+        await client.query(migration.sql);
+        await client.query('reset role');
+        await client.query('insert into migrations.applied (name, checksum) values ($1, $2)', [migration.name, migration.checksum]);
+      }
+      // Function bodies may use functions of files applied later; views and BEGIN ATOMIC bodies
+      // are still checked, so ROUTINE_SCHEMAS orders the files.
+      await client.query('set local check_function_bodies = off');
+      for (const routine of routines) {
+        [current, currentSql] = [`routine file ${routine.path}`, routine.sql];
+        // Created by the owner of its schema, as everything in that schema is.
+        await client.query(
+          `select pg_catalog.set_config('role', (select r.rolname from pg_catalog.pg_namespace n join pg_catalog.pg_roles r on r.oid = n.nspowner
+                                                   where n.nspname = $1)::text, true)`,
+          [routine.schema],
+        );
+        await client.query(routine.sql);
+        await client.query('reset role');
+        await client.query(
+          `insert into migrations.routines (path, checksum) values ($1, $2)
+           on conflict (path) do update set checksum = excluded.checksum, applied_at = excluded.applied_at`,
+          [routine.path, routine.checksum],
+        );
+      }
+      [current, currentSql] = ['the ledger', ''];
+      // A routine file that is gone was dropped by a migration (or is an orphan to drop in one).
+      await client.query('delete from migrations.routines where path = any($1::text[])', [gone]);
     });
   } catch (error) {
     if (sqlState(error) === LOCK_NOT_AVAILABLE) {
-      const consequence = `migration ${migration.name} was rolled back; those before it stay applied`;
-      throw await lockTimeout(client, lockTimeoutMs, `for a lock that migration ${migration.name} needs`, consequence, [ledgerLockPid], error);
+      throw await lockTimeout(client, lockTimeoutMs, `for a lock that ${current} needs`, 'nothing was applied', [ledgerLockPid], error);
     }
-    throw new MigrationError('HC_MIGRATION_FAILED', `migration ${migration.name} failed${describePgError(error, migration.sql)}`, {
+    throw new MigrationError('HC_MIGRATION_FAILED', `${current} failed${describePgError(error, currentSql)}; nothing was applied`, {
       cause: error,
     });
   }

@@ -33,6 +33,14 @@ export const DEFAULT_DATA_DIR = '.hardcron';
 /** The database created in the embedded cluster (databases are named d0, d1, … by convention). */
 export const EMBEDDED_DATABASE = 'd0';
 
+/** Where the admin commands' database is: their configuration's DATABASE_URL and HARDCRON_DATA_DIR. */
+export interface AdminTargetConfig {
+  /** A superuser URL; undefined: the embedded cluster. */
+  readonly databaseUrl: string | undefined;
+  /** Local state: the embedded cluster is kept in its postgres/ directory. */
+  readonly dataDir: string;
+}
+
 /**
  * The target of `hardcron migrate` and friends: DATABASE_URL when set, otherwise the embedded
  * cluster kept under HARDCRON_DATA_DIR (default `.hardcron/`) with a database `d0`: the one
@@ -42,11 +50,10 @@ export const EMBEDDED_DATABASE = 'd0';
  * `record` (hardcron start): write down where the started cluster listens, for the commands run
  * meanwhile; `stop()` removes the record before it stops the cluster.
  */
-export async function openAdminTarget(env: Env = process.env, options: { record?: boolean } = {}): Promise<DatabaseTarget> {
-  const url = env.DATABASE_URL;
-  if (url !== undefined && url !== '') return urlTarget(parseDatabaseUrl('DATABASE_URL', url));
+export async function openAdminTarget(config: AdminTargetConfig, options: { record?: boolean } = {}): Promise<DatabaseTarget> {
+  if (config.databaseUrl !== undefined) return urlTarget(parseDatabaseUrl('DATABASE_URL', config.databaseUrl));
 
-  const dir = join(resolve(env.HARDCRON_DATA_DIR || DEFAULT_DATA_DIR), 'postgres');
+  const dir = join(resolve(config.dataDir), 'postgres');
   const running = await findRunningCluster(dir);
   if (running && (await isCluster(running.superuserUrl, running.pgdata))) {
     await ensureDatabase(running.superuserUrl, EMBEDDED_DATABASE);

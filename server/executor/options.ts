@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../logger.ts';
 import type { ExecutorMetrics } from './metrics.ts';
+import { checkWholeNumber, type WholeSettingWithDefault } from '../settings.ts';
 
 /** Options of an executor process. Every field but `connectionString` has a documented default. */
 export interface ExecutorOptions {
@@ -30,16 +31,36 @@ export interface ExecutorOptions {
 export type ResolvedExecutorOptions = Required<Omit<ExecutorOptions, 'logger' | 'metrics'>> &
   Pick<ExecutorOptions, 'logger' | 'metrics'>;
 
+/**
+ * Bounds and defaults of the executor's options: the executor applies the defaults and checks
+ * the bounds of what a program gives it; the configuration (HARDCRON_EXECUTOR_*, flags) checks
+ * the same bounds from here.
+ */
+export const EXECUTOR_SETTINGS = {
+  concurrency: { min: 1, max: 64, default: 2 },
+  batchSize: { min: 1, max: 10_000, default: 100 },
+  pollIntervalMs: { min: 10, max: 3_600_000, default: 1000 },
+  leaseSeconds: { min: 1, max: 3600, default: 30 },
+} as const satisfies Record<string, WholeSettingWithDefault>;
+
+/** Defaults of the options without bounds. */
+export const EXECUTOR_DEFAULTS = { listen: true, shutdownGraceMs: 10_000, cancelMarginMs: 5_000 } as const;
+
+/** The longest executor id (it names the executor in run records and leases). */
+export const MAX_EXECUTOR_ID_LENGTH = 200;
+
 export function resolveExecutorOptions(options: ExecutorOptions): ResolvedExecutorOptions {
+  const whole = (name: keyof typeof EXECUTOR_SETTINGS): number =>
+    checkWholeNumber(name, options[name] ?? EXECUTOR_SETTINGS[name].default, EXECUTOR_SETTINGS[name]);
   return {
     ...options,
     executorId: options.executorId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
-    concurrency: options.concurrency ?? 2,
-    batchSize: options.batchSize ?? 100,
-    pollIntervalMs: options.pollIntervalMs ?? 1000,
-    listen: options.listen ?? true,
-    leaseSeconds: options.leaseSeconds ?? 30,
-    shutdownGraceMs: options.shutdownGraceMs ?? 10_000,
-    cancelMarginMs: options.cancelMarginMs ?? 5_000,
+    concurrency: whole('concurrency'),
+    batchSize: whole('batchSize'),
+    pollIntervalMs: whole('pollIntervalMs'),
+    listen: options.listen ?? EXECUTOR_DEFAULTS.listen,
+    leaseSeconds: whole('leaseSeconds'),
+    shutdownGraceMs: options.shutdownGraceMs ?? EXECUTOR_DEFAULTS.shutdownGraceMs,
+    cancelMarginMs: options.cancelMarginMs ?? EXECUTOR_DEFAULTS.cancelMarginMs,
   };
 }

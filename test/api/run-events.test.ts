@@ -43,7 +43,7 @@ function hardcronChannels(): string[] {
 const events = (subscription: Subscription<RunEvent>): RunEvent['jobRunEvents'][] => subscription.events.map((e) => e.jobRunEvents);
 
 /**
- * Run events (sql/0017, server/api/run-events.ts): what LISTEN tells a user who may see nothing,
+ * Run events (sql/routines/code/run_events.sql, server/api/run-events.ts): what LISTEN tells a user who may see nothing,
  * what a subscriber receives of fast runs and of an event that commits late, resuming after an
  * id, and what a flood of forged notifications costs the server, counted by the database.
  */

@@ -31,3 +31,40 @@ describe('environment settings', () => {
     for (const value of Object.values(env)) if (value.length > 6) expect(result.stderr).not.toContain(value);
   });
 });
+
+/**
+ * A flag is checked by the rule of the variable it overrides (--ttl: whose syntax it shares) and
+ * refused in the same words: the flag's name instead of the variable's, never the value.
+ */
+describe('flags', () => {
+  const SERVER = { SERVER_DATABASE_URL: 'postgres://nobody@127.0.0.1:1/d0' };
+  const EXECUTOR = { EXECUTOR_DATABASE_URL: 'postgres://nobody@127.0.0.1:1/d0' };
+  const LONG_ID = 'x'.repeat(201);
+  test.each([
+    ['--port', 'PORT', '70000', 'is out of range: a whole number from 0 to 65535', ['server'], SERVER],
+    ['--port', 'PORT', 'eighty', 'must be a number: a whole number from 0 to 65535', ['server'], SERVER],
+    ['--host', 'HOST', '', 'must not be empty', ['server'], SERVER],
+    ['--concurrency', 'HARDCRON_EXECUTOR_CONCURRENCY', '65', 'is out of range: a whole number from 1 to 64', ['executor'], EXECUTOR],
+    ['--batch-size', 'HARDCRON_EXECUTOR_BATCH_SIZE', '2.5', 'must be a whole number from 1 to 10000', ['executor'], EXECUTOR],
+    ['--poll-ms', 'HARDCRON_EXECUTOR_POLL_MS', '5', 'is out of range: a whole number from 10 to 3600000', ['executor'], EXECUTOR],
+    ['--http-port', 'HARDCRON_EXECUTOR_HTTP_PORT', '65536', 'is out of range: a whole number from 0 to 65535', ['executor'], EXECUTOR],
+    ['--id', 'HARDCRON_EXECUTOR_ID', LONG_ID, 'must be at most 200 characters long', ['executor'], EXECUTOR],
+    ['--ttl', 'JWT_MAX_TTL', '31d', 'must be a duration such as 3600s, 90m, 24h or 7d (at most 30d)', ['token', 'alice'], {}],
+  ])('%s and %s (case %#) are refused in the same words', async (flag, variable, value, rule, command, env) => {
+    // The flag's value as `--flag=value`, so that an empty one is given too. Neither gets near a database.
+    const byFlag = await runCli([...command, `${flag}=${value}`], env);
+    expect(byFlag).toEqual({ code: 1, stdout: '', stderr: `hardcron: ${flag} ${rule} [HC_CONFIG_INVALID]\n` });
+    // An empty variable counts as unset: the empty flag has no counterpart.
+    if (value === '') return;
+    const byVariable = await runCli(command, { ...env, [variable]: value });
+    expect(byVariable).toEqual({ code: 1, stdout: '', stderr: `hardcron: ${variable} ${rule} [HC_CONFIG_INVALID]\n` });
+  });
+
+  test('hardcron jobs --limit is refused in the same words', async () => {
+    expect(await runCli(['jobs', '--limit', '0'])).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: 'hardcron: --limit is out of range: a whole number from 1 to 100000 [HC_CONFIG_INVALID]\n',
+    });
+  });
+});

@@ -16,7 +16,7 @@ describe('hardcron executor', () => {
     });
     expect(await runCli(['executor', '--concurrency', 'lots'], { EXECUTOR_DATABASE_URL: db().adminUrl })).toMatchObject({
       code: 1,
-      stderr: expect.stringMatching(/--concurrency must be a whole number from 1 to 64, not "lots" \[HC_CONFIG_INVALID\]/),
+      stderr: expect.stringMatching(/--concurrency must be a number: a whole number from 1 to 64 \[HC_CONFIG_INVALID\]/),
     });
     expect(await runCli(['executor'], { EXECUTOR_DATABASE_URL: 'postgres://x:secret@127.0.0.1:1/d0' })).toMatchObject({
       code: 1,

@@ -85,7 +85,7 @@ describe('hardcron jobs', { timeout: 60_000 }, () => {
   test('usage errors', async () => {
     const [extra, limit] = await Promise.all([runCli(['jobs', 'extra'], env()), runCli(['jobs', '--limit', '0'], env())]);
     expect(extra).toMatchObject({ code: 1, stdout: '', stderr: expect.stringMatching(/^hardcron: hardcron jobs takes no arguments \[HC_USAGE\]\n$/) });
-    expect(limit).toMatchObject({ code: 1, stdout: '', stderr: expect.stringMatching(/^hardcron: --limit must be .* \[HC_CONFIG_INVALID\]\n$/) });
+    expect(limit).toMatchObject({ code: 1, stdout: '', stderr: expect.stringMatching(/^hardcron: --limit is out of range: a whole number from 1 to 100000 \[HC_CONFIG_INVALID\]\n$/) });
   });
 });
 

@@ -12,7 +12,7 @@ describe('hardcron migrate', () => {
   test('installs into DATABASE_URL, then reports it is up to date', async () => {
     const first = await runCli(['migrate'], { DATABASE_URL: db().adminUrl });
     expect(first).toMatchObject({ code: 0, stderr: '' });
-    expect(first.stdout).toContain('applied 0001_database.sql');
+    expect(first.stdout).toContain('applied 0001_roles.sql');
     expect(first.stdout).not.toContain(new URL(db().adminUrl).password || '\u0000');
 
     const second = await runCli(['migrate'], { DATABASE_URL: db().adminUrl });

@@ -101,7 +101,7 @@ describe('hardcron start on embedded PostgreSQL', () => {
     // What start left: its executor released its lease; alice and bob are in its database.
     let target: DatabaseTarget | undefined;
     try {
-      target = await openAdminTarget(env());
+      target = await openAdminTarget({ databaseUrl: undefined, dataDir });
       const client = await connectClient(target.adminUrl, 'start-embedded test');
       try {
         const { rows: leases } = await client.query('select id from data.executors where id = $1::text', [`start:${start.pid}`]);

@@ -1,5 +1,4 @@
-import { readdir, readFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
+import { readRoutines, ROUTINES_DIR } from '../../server/db/migrate.ts';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Executor } from '../../server/executor/executor.ts';
@@ -7,14 +6,11 @@ import { useTestDatabase } from '../support/database.ts';
 import { finishedRuns, runNow, startExecutor, waitFor } from '../support/executor.ts';
 import { countRows, createOwner } from '../support/jobs.ts';
 
-const SQL_DIR = fileURLToPath(new URL('../../sql/', import.meta.url));
-
-/** Every SQLSTATE hardcron's SQL raises, read from the migrations (not a hand-kept list). */
+/** Every SQLSTATE hardcron's SQL raises, read from the routine files (not a hand-kept list). */
 async function hardcronSqlstates(): Promise<string[]> {
   const codes = new Set<string>();
-  for (const file of await readdir(SQL_DIR)) {
-    if (!file.endsWith('.sql')) continue;
-    for (const match of (await readFile(SQL_DIR + file, 'utf8')).matchAll(/'(HC[0-9]{3})'/g)) codes.add(match[1] as string);
+  for (const routine of await readRoutines(ROUTINES_DIR)) {
+    for (const match of routine.sql.matchAll(/'(HC[0-9]{3})'/g)) codes.add(match[1] as string);
   }
   return [...codes].sort();
 }

@@ -10,7 +10,7 @@ import { createOwner, scheduleJob } from '../support/jobs.ts';
  * PostgreSQL checks SET ROLE against the session user. So job code that ran outside a SECURITY
  * DEFINER frame could RESET ROLE and SET ROLE to any other user.
  * alice's attempts below each try to become bob and unschedule bob's job; the executor runs
- * every run inside alice's frame (sql/0015), where PostgreSQL refuses any change of role.
+ * every run inside alice's frame (sql/routines/mgr/frames.sql), where PostgreSQL refuses any change of role.
  */
 describe("a job's code cannot change roles: it runs in its owner's frame", () => {
   const db = useTestDatabase();

@@ -9,7 +9,7 @@ import { executorSession } from '../support/threats.ts';
 /**
  * The run event log does not grow for ever: events logged more than an hour ago are deleted,
  * oldest first and in bounded chunks, by the executor beside its lease renewal
- * (server/executor/sql/prune-run-events.ts, code.prune_run_events in sql/0017).
+ * (server/executor/sql/prune-run-events.ts, code.prune_run_events in sql/routines/code/run_events.sql).
  */
 describe('pruning run events', () => {
   const db = useTestDatabase();

@@ -4,8 +4,8 @@ import { useTestDatabase } from '../support/database.ts';
 
 /**
  * Malformed input to api.schedule_job and api.update_job, from a provisioned user over a real
- * login. Every refusal must carry the documented HC2xx SQLSTATE (sql/0008_scheduling.sql,
- * sql/0006_cron.sql) and a message a person can act on, and must leave nothing behind: no job
+ * login. Every refusal must carry the documented HC2xx SQLSTATE (sql/routines/code/input.sql,
+ * sql/routines/code/cron.sql) and a message a person can act on, and must leave nothing behind: no job
  * row, no changed job, and nothing an injection attempt asked for.
  */
 

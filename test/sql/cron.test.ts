@@ -3,7 +3,7 @@ import { describe, expect, test } from 'vitest';
 import { useTestDatabase } from '../support/database.ts';
 
 /**
- * code.cron_next (sql/0006_cron.sql) plans next_run_at when a job is scheduled; the executor is
+ * code.cron_next (sql/routines/code/cron.sql) plans next_run_at when a job is scheduled; the executor is
  * to use cron-parser. The two must name the same instants, so this file compares them on a
  * deterministic pseudo-random corpus of expressions, zones and instants, many of them right
  * around the daylight-saving changes of 2026, and checks the documented DST behaviour directly.

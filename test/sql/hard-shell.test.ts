@@ -51,7 +51,7 @@ describe('the hard shell as $client members, $executor and $authenticator see it
           and has_schema_privilege($1, n.oid, 'usage') and has_function_privilege($1, p.oid, 'execute')`,
       [db().role('alice')],
     );
-    // A scheduler owns the frame its jobs run in (sql/0015): it runs SQL as that user only.
+    // A scheduler owns the frame its jobs run in (sql/routines/mgr/frames.sql): it runs SQL as that user only.
     expect(rows).toEqual([{ proc: `frames."${db().role('alice')}"(text,text[])` }]);
   });
 

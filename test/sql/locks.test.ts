@@ -7,7 +7,7 @@ import { backendPid, failIfAnyoneWaits, heldAdvisoryLocks, holdOldAdvisoryKeys, 
 const MOST_JOBS = 10_000;
 
 /**
- * sql/0018: scheduling is serialised per owner by a row of data.owner_locks, which only $data
+ * Scheduling is serialised per owner by a row of data.owner_locks, which only $data
  * and $code can lock. The attacks run as users over real logins: advisory keys that anyone can
  * take no longer stall anyone's scheduling, and the per-owner bound still holds when the same
  * owner schedules from several sessions at once.

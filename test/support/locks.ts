@@ -4,7 +4,7 @@ import { waitFor } from './executor.ts';
 
 /**
  * The advisory keys hardcron once serialised its own work with: `hardcron jobs of <role>` (per
- * owner, in code.require_room_for_job before sql/0018) and the migrator's `"hardcron"` bigint.
+ * owner, in code.require_room_for_job before it locked a row of data.owner_locks) and the migrator's `"hardcron"` bigint.
  * Any session could take them; tests take them as attackers and show that nothing waits.
  */
 export const OLD_MIGRATOR_KEY = 0x68617264_63726f6en.toString();

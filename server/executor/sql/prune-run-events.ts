@@ -7,7 +7,7 @@ export const PRUNE_CHUNK = 10_000;
 const MAX_CHUNKS = 10;
 
 /**
- * Deletes run events logged more than an hour ago (sql/0017, code.prune_run_events), oldest
+ * Deletes run events logged more than an hour ago (code.prune_run_events in sql/routines/code/run_events.sql), oldest
  * first, one chunk per statement, until a chunk is not full or MAX_CHUNKS are done. Runs beside
  * the lease renewal on the control connection. Never rejects: a failure is logged and the next
  * renewal tries again. Returns how many events it deleted.

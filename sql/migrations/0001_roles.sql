@@ -1,4 +1,5 @@
--- The database itself and hardcron's local roles (seed 004, "hard shell").
+-- The database and hardcron's local roles: the hard shell's owners, its groups, and the two
+-- processes that log in.
 --
 -- Every role is named current_database() || '$' || nickname, so the database name never
 -- appears in code and two databases on one cluster never share a role.
@@ -7,7 +8,9 @@
 -- Roles are created with plain CREATE ROLE, so a role that already exists under one of these
 -- names (say, pre-created by someone hoping to be adopted) aborts the install.
 
-drop schema if exists public;  -- no CASCADE: a public schema that holds objects stops the install
+-- No CASCADE: a public schema that holds objects stops the install. Without it nothing a user
+-- creates can sit on a default search_path.
+drop schema if exists public;
 
 do $install$
 declare
@@ -30,13 +33,24 @@ begin
   execute format('create role %I login noinherit', db || '$executor');
   execute format('create role %I login noinherit', db || '$authenticator');
 
+  -- A session that did not pin search_path in its startup packet (a connection pooler that
+  -- drops startup options, say) still never looks in a schema a user can create: `public`
+  -- (which any role with CREATE on the database can make again) or one named after the role
+  -- (the "$user" entry of PostgreSQL's default path).
+  execute format('alter role %I set search_path = pg_catalog, pg_temp', db || '$authenticator');
+  execute format('alter role %I set search_path = pg_catalog, pg_temp', db || '$executor');
+
   -- The layer owners create their schemas; client members and the runtime processes connect.
   execute format('grant create on database %I to %I, %I, %I',
                  db, db || '$data', db || '$code', db || '$api');
   execute format('grant connect on database %I to %I, %I, %I',
                  db, db || '$client', db || '$executor', db || '$authenticator');
 
-  -- Unauthenticated GraphQL requests run as $anonymous.
+  -- Unauthenticated GraphQL requests run as $anonymous. The server builds its schema as
+  -- $client sees it (SET ROLE $client while introspecting); $authenticator is NOINHERIT, so
+  -- the grant gives it no privileges of its own, only the SET ROLE that any end user's session
+  -- has anyway. Tokens can never name $client (reserved nickname).
   execute format('grant %I to %I', db || '$anonymous', db || '$authenticator');
+  execute format('grant %I to %I', db || '$client', db || '$authenticator');
 end;
 $install$;

@@ -12,20 +12,7 @@
 --     twice (fall back) fires once, at its first occurrence, unless the hour field covers all
 --     24 hours: then it fires in both.
 
-select set_config('role', current_database() || '$code', true);
-
-create type code.cron_spec as (
-  seconds     integer[],
-  minutes     integer[],
-  hours       integer[],
-  days        integer[],
-  months      integer[],
-  weekdays    integer[],
-  any_day     boolean,   -- day-of-month field is * or ?
-  any_weekday boolean    -- day-of-week field is * or ?
-);
-
-create function code.cron_error(expression text, problem text)
+create or replace function code.cron_error(expression text, problem text)
   returns void
   language plpgsql
   volatile
@@ -40,7 +27,7 @@ end;
 $$;
 
 -- One field of an expression: the sorted set of values it allows.
-create function code.parse_cron_field(expression text, field text, what text, lo integer, hi integer, names text[])
+create or replace function code.parse_cron_field(expression text, field text, what text, lo integer, hi integer, names text[])
   returns integer[]
   language plpgsql
   immutable
@@ -85,7 +72,7 @@ begin
 end;
 $$;
 
-create function code.cron_value(expression text, token text, what text, lo integer, hi integer, names text[])
+create or replace function code.cron_value(expression text, token text, what text, lo integer, hi integer, names text[])
   returns integer
   language plpgsql
   immutable
@@ -111,7 +98,7 @@ begin
 end;
 $$;
 
-create function code.parse_cron(expression text)
+create or replace function code.parse_cron(expression text)
   returns code.cron_spec
   language plpgsql
   immutable
@@ -164,7 +151,7 @@ $$;
 
 -- The first and the last instant at which local time `local` occurs in `zone` (they differ
 -- during a fall-back repeat). A local time in a spring-forward gap maps to the offset before it.
-create function code.local_instants(local timestamp, zone text, out earliest timestamptz, out latest timestamptz)
+create or replace function code.local_instants(local timestamp, zone text, out earliest timestamptz, out latest timestamptz)
   language plpgsql
   stable
   set search_path = pg_catalog, pg_temp
@@ -188,7 +175,7 @@ $$;
 -- time in a spring-forward gap maps past the gap's end (02:20 in a 30-minute gap to 02:50), so
 -- real times just after the gap can come first; and the second copy of a repeated hour, which
 -- counts only when the hour field covers all hours.
-create function code.cron_next_on_day(spec code.cron_spec, zone text, day date, after timestamptz)
+create or replace function code.cron_next_on_day(spec code.cron_spec, zone text, day date, after timestamptz)
   returns timestamptz
   language plpgsql
   stable
@@ -230,7 +217,7 @@ $$;
 
 -- The first instant strictly after `after` at which `spec` fires in `zone`; null if none within
 -- eight years (e.g. 31 February), which is how scheduling detects expressions that never fire.
-create function code.cron_next(spec code.cron_spec, zone text, after timestamptz)
+create or replace function code.cron_next(spec code.cron_spec, zone text, after timestamptz)
   returns timestamptz
   language plpgsql
   stable
@@ -264,5 +251,3 @@ begin
   return null;
 end;
 $$;
-
-reset role;

@@ -1,46 +1,51 @@
--- Sealed sessions: nothing a user plants runs inside hardcron's own connections, and no error a
--- job raises can steer the executor.
---
--- 1. The two login roles carry the pinned search_path, so that a session that did not pin it in
---    its startup packet (a connection pooler that drops startup options, say) still never looks
---    in a schema a user can create: `public` (which any role with CREATE on the database can make
---    again) or one named after the role (the "$user" entry of PostgreSQL's default path).
--- 2. executor.run decides what follows a job's error by re-reading the run's state, never by its
---    SQLSTATE: a job that raised HC303 ("no longer running") left its run running for ever.
+-- Running one claimed run as its owner: every check repeated (code.start_run), the call made in
+-- the owner's frame, and the outcome recorded in the same transaction as the job's effects.
 
-do $roles$
-declare
-  db constant text := current_database();
-begin
-  execute format('alter role %I set search_path = pg_catalog, pg_temp', db || '$authenticator');
-  execute format('alter role %I set search_path = pg_catalog, pg_temp', db || '$executor');
-end;
-$roles$;
-
-select set_config('role', current_database() || '$code', true);
-
--- Whether the run is still running: read under the row's lock, in the caller's transaction, so
--- a concurrent expiry of the lease (which marks it lost) is seen.
-create function code.run_is_running(run_id bigint)
-  returns boolean
-  language sql
-  volatile
+create or replace function executor.start_run(run_id bigint, executor_id text)
+  returns table (job_id bigint, scheduled_for timestamptz, started_at timestamptz, done_status text,
+                 owner text, call_sql text, arguments text[])
+  language plpgsql
   security definer
   set search_path = pg_catalog, pg_temp
 as $$
-  select coalesce((select r.status = 'running' from data.job_runs r where r.id = run_is_running.run_id for update), false)
+begin
+  return query select * from code.start_run(run_id, executor_id);
+end;
 $$;
 
-do $grants$
+create or replace function executor.finish_run(
+  run_id bigint, status text, started_at timestamptz, rows_returned bigint default null, rows_affected bigint default null,
+  error_sqlstate text default null, error_message text default null, error_detail text default null,
+  error_hint text default null, error_context text default null)
+  returns void
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$
 begin
-  execute format('grant execute on function code.run_is_running(bigint) to %I', current_database() || '$api');
+  perform code.finish_run(run_id, status, started_at, rows_returned, rows_affected, error_sqlstate, error_message,
+                          error_detail, error_hint, error_context);
 end;
-$grants$;
+$$;
 
-reset role;
-select set_config('role', current_database() || '$api', true);
+-- Tuples inserted, updated and deleted so far in this transaction in users' tables (oids from
+-- FirstNormalObjectId on), hardcron's own tables excluded: their bookkeeping between two runs
+-- does not move it, so one run's "after" is the next run's "before".
+create or replace function executor.tuples_changed()
+  returns bigint
+  language plpgsql
+  stable
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  return (select coalesce(sum(pg_stat_get_xact_tuples_inserted(c.oid) + pg_stat_get_xact_tuples_updated(c.oid)
+                              + pg_stat_get_xact_tuples_deleted(c.oid)), 0)::bigint
+            from pg_class c
+           where c.oid >= 16384 and c.relkind in ('r', 'p', 'm') and c.relnamespace <> 'data'::regnamespace);
+end;
+$$;
 
-create function executor.run_is_running(run_id bigint)
+create or replace function executor.run_is_running(run_id bigint)
   returns boolean
   language sql
   volatile
@@ -48,8 +53,8 @@ create function executor.run_is_running(run_id bigint)
   set search_path = pg_catalog, pg_temp
 as $$ select code.run_is_running(run_id) $$;
 
--- executor.run as in sql/0015, but an error's SQLSTATE no longer decides whether the run is
--- still this executor's.
+-- What follows a job's error is decided by re-reading the run's state (executor.run_is_running),
+-- never by the error's SQLSTATE: a job can raise any SQLSTATE, hardcron's own included.
 create or replace function executor.run(run_id bigint, executor_id text)
   returns table (job_id bigint, status text, lateness_ms double precision, duration_ms double precision)
   language plpgsql
@@ -71,7 +76,7 @@ begin
       -- The previous run of this transaction left its "after" here (see below); else measure.
       before := coalesce(nullif(current_setting('hardcron.tuples_changed', true), '')::bigint, executor.tuples_changed());
       perform set_config('role', plan.owner, true);  -- SET LOCAL ROLE, without building SQL
-      -- In the owner's frame (sql/0015): the call, its casts and defaults, and its deferred
+      -- In the owner's frame (mgr/frames.sql): the call, its casts and defaults, and its deferred
       -- triggers, where no code can change roles.
       execute format('select frames.%I($1, $2)', plan.owner) into returned using plan.call_sql, plan.arguments;
       perform set_config('role', 'none', true);
@@ -114,9 +119,13 @@ end;
 $$;
 
 do $grants$
+declare
+  db constant text := current_database();
 begin
-  execute format('grant execute on function executor.run_is_running(bigint) to %I', current_database() || '$executor');
+  execute format('grant execute on function executor.start_run(bigint,text) to %I', db || '$executor');
+  execute format('grant execute on function executor.finish_run(bigint,text,timestamp with time zone,bigint,bigint,text,text,text,text,text) to %I', db || '$executor');
+  execute format('grant execute on function executor.tuples_changed() to %I', db || '$executor');
+  execute format('grant execute on function executor.run_is_running(bigint) to %I', db || '$executor');
+  execute format('grant execute on function executor.run(bigint,text) to %I', db || '$executor');
 end;
 $grants$;
-
-reset role;

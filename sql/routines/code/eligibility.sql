@@ -1,5 +1,5 @@
--- The eligibility check (SPEC section 2): the one function that scheduling, updating and every
--- execution use to decide whether a job may run.
+-- The eligibility check: the one function that scheduling, updating and every execution use to
+-- decide whether a job may run (its rules are numbered in code.check_eligibility).
 --
 -- It returns a verdict rather than raising, so that the executor can record a generic reason
 -- (the same whatever exists elsewhere: the run log must not become an oracle) while scheduling
@@ -9,57 +9,7 @@
 -- types, whose input functions are PostgreSQL's own (a domain's CHECK or a composite's column
 -- types could run user code here, as $code). Other types are cast at execution, as the owner.
 
-select set_config('role', current_database() || '$code', true);
-
-create type code.verdict as (
-  reason         text,     -- null: eligible; else owner_not_eligible | function_not_eligible | arguments_not_eligible
-  rule           integer,  -- the rule of SPEC section 2 that failed
-  message        text,     -- for the scheduling caller only
-  function_oid   oid,      -- the resolved function
-  function_owner text      -- its owner's role name
-);
-
--- The canonical signature of a function: schema-qualified name and argument types, quoted as
--- needed. This is what jobs store, and what execution matches against the catalog.
--- (plpgsql rather than sql here and on other hot paths: plpgsql keeps its plans for the session.)
-create function code.function_signature(function_oid oid)
-  returns text
-  language plpgsql
-  stable
-  set search_path = pg_catalog, pg_temp
-as $$
-begin
-  -- With this search_path, regprocedure output qualifies everything outside pg_catalog.
-  return (select case when p.pronamespace = 'pg_catalog'::regnamespace then 'pg_catalog.' else '' end || p.oid::regprocedure::text
-            from pg_proc p
-           where p.oid = function_oid);
-end;
-$$;
-
--- A stored canonical signature -> the function it names now, or null. Resolution reads the
--- catalog by schema and name and compares canonical signatures: no search_path is involved,
--- and no USAGE on the function's schema is needed (which $code does not have). Stored
--- signatures come from code.function_signature, so they always parse.
-create function code.resolve_function(signature text)
-  returns oid
-  language plpgsql
-  stable
-  set search_path = pg_catalog, pg_temp
-as $$
-declare
-  parts constant text[] := parse_ident(split_part(signature, '(', 1));
-begin
-  if cardinality(parts) <> 2 then
-    return null;
-  end if;
-  return (select p.oid
-            from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-           where n.nspname = parts[1] and p.proname = parts[2]
-             and code.function_signature(p.oid) = signature);
-end;
-$$;
-
-create function code.refuse(reason text, rule integer, message text, function_oid oid default null, function_owner text default null)
+create or replace function code.refuse(reason text, rule integer, message text, function_oid oid default null, function_owner text default null)
   returns code.verdict
   language sql
   immutable
@@ -69,7 +19,7 @@ as $$ select row(reason, rule, message, function_oid, function_owner)::code.verd
 -- A search_path setting's value as PostgreSQL reads it: a comma-separated list of identifiers,
 -- double-quoted ones taken as written ("" for a quote), unquoted ones trimmed and lower-cased.
 -- ('victim, pg_temp' given as one quoted name is one schema, not two.)
-create function code.search_path_schemas(value text)
+create or replace function code.search_path_schemas(value text)
   returns text[]
   language plpgsql
   immutable
@@ -111,11 +61,8 @@ begin
 end;
 $$;
 
--- Rule 5: a pinned search_path in which no one but the function's owner can plant objects.
--- Returns null when safe, else what is wrong. "$user" is the schema named after the owner (the
--- user inside a security definer function); a schema that does not exist is refused, since
--- whoever creates it first decides what is in it.
-create function code.search_path_problem(config text[], owner_oid oid)
+-- Rule 5's common case, answered before parsing the setting (every execution asks).
+create or replace function code.search_path_problem(config text[], owner_oid oid)
   returns text
   language plpgsql
   stable
@@ -134,6 +81,9 @@ begin
   select c into setting from unnest(config) c where c ~* '^search_path=' limit 1;
   if setting is null then
     return 'it does not pin search_path (add SET search_path = <schemas>, pg_temp)';
+  end if;
+  if setting in ('search_path=pg_catalog, pg_temp', 'search_path=pg_catalog') then
+    return null;  -- the common, safe case, as PostgreSQL stores it: no parsing, no catalog reads
   end if;
   path := code.search_path_schemas(substr(setting, 13));
   if path = array['pg_catalog', 'pg_temp'] or path = array['pg_catalog'] then
@@ -176,7 +126,7 @@ end;
 $$;
 
 -- Rule 6, for one argument: the text form of a JSON value.
-create function code.argument_text(value jsonb, type_oid oid)
+create or replace function code.argument_text(value jsonb, type_oid oid)
   returns text
   language sql
   immutable
@@ -193,7 +143,7 @@ $$;
 
 -- Rule 6, for one argument: null when castable to the parameter type (or only checkable at
 -- execution), else what is wrong.
-create function code.argument_problem(value jsonb, type_oid oid)
+create or replace function code.argument_problem(value jsonb, type_oid oid)
   returns text
   language plpgsql
   stable
@@ -237,26 +187,82 @@ begin
 end;
 $$;
 
--- Is a job owned by `job_owner` calling `function_signature` with `arguments` eligible now?
--- function_signature is a canonical signature (code.function_signature): it resolves to that
--- schema and name or to nothing, never through anybody's search_path.
-create function code.check_eligibility(job_owner text, function_signature text, arguments jsonb)
+-- Null when the job owner's frame is intact (locked until the end of the transaction, so that
+-- ALTER FUNCTION by anybody else waits), else what is wrong with it. owner_oid: the owner's
+-- role, as the eligibility check has already looked it up.
+create or replace function code.frame_problem(job_owner text, owner_oid oid)
+  returns text
+  language plpgsql
+  volatile  -- it locks, then reads the catalog with a fresh snapshot
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  frame_oid oid := to_regprocedure(format('frames.%I(text, text[])', job_owner));
+  f         record;
+begin
+  if frame_oid is null or not mgr.lock_function_definition(frame_oid) then
+    return 'no frame';
+  end if;
+  select p.proowner = owner_oid as owned, p.prosecdef,
+         p.proconfig is not distinct from array['search_path=pg_catalog, pg_temp'] as pinned,  -- a reset one is null
+         p.prosrc = mgr.frame_body() as body,
+         -- Its owner may grant it (owners can), which would lend the owner's rights: refused.
+         not exists (select from aclexplode(p.proacl) a where a.grantee <> p.proowner) as unshared
+    into f
+    from pg_proc p where p.oid = frame_oid;
+  if not (f.owned and f.prosecdef and f.pinned and f.body and f.unshared) then
+    return 'frame altered';
+  end if;
+  return null;
+end;
+$$;
+
+-- The eligibility check, with the owner's frame as part of rule 1: checked at scheduling and
+-- before every call alike, and remembered with the verdict for the rest of a transaction
+-- (its row is locked, and altering it writes to pg_proc, which makes the check run in full).
+create or replace function code.check_eligibility(job_owner text, function_signature text, arguments jsonb)
   returns code.verdict
   language plpgsql
   volatile  -- it locks, and must read the catalog with a fresh snapshot after locking
   set search_path = pg_catalog, pg_temp
 as $$
 declare
-  fn_oid  oid := code.resolve_function(function_signature);
-  f       record;
+  writes    constant bigint := code.catalog_writes();
+  cached    record;
+  fn_oid    oid;
+  owner_oid oid;
+  sched_oid oid;
+  f         record;
   problem text;
   n_args  integer;
   i       integer;
 begin
-  -- Lock the definition first, then read it: DDL on the function now waits for this
-  -- transaction, so the call that follows a positive verdict runs what was checked.
+  -- A positive verdict this transaction reached before stands while everything it rests on is
+  -- locked by this transaction and unchanged by it (see code.remember_verdict).
+  select v.function_oid, v.function_owner into cached
+    from data.verdicts v
+   where v.xact = pg_current_xact_id_if_assigned()
+     and v.key = code.verdict_key(check_eligibility.job_owner, check_eligibility.function_signature, check_eligibility.arguments)
+     and v.job_owner = check_eligibility.job_owner and v.function_signature = check_eligibility.function_signature
+     and v.arguments = check_eligibility.arguments and v.catalog_writes = writes;
+  if found then
+    return row(null, null, null, cached.function_oid, cached.function_owner)::code.verdict;
+  end if;
+
+  fn_oid := code.resolve_function(function_signature);
+  -- Looked up once, before the query: as expressions inside it they were evaluated for every
+  -- role scanned (its cost grew with the number of roles in the cluster).
+  owner_oid := to_regrole(quote_ident(job_owner));
+  sched_oid := to_regrole(quote_ident(current_database() || '$job_scheduler'));
+
+  -- Lock first, then read: DDL on the function, and on the owner's roles and memberships, now
+  -- waits for this transaction, so the call that follows a positive verdict runs what was
+  -- checked, as the role that was checked.
   if fn_oid is not null and not mgr.lock_function_definition(fn_oid) then
     fn_oid := null;  -- dropped in the meantime
+  end if;
+  if owner_oid is not null then
+    perform mgr.lock_role_facts(owner_oid, sched_oid);
   end if;
 
   -- Every fact the rules need, in one read.
@@ -270,10 +276,9 @@ begin
            as fn_system,
          pg_has_role(o.oid, p.proowner, 'USAGE') as owner_has_fn_owner
     into f
-    from (select to_regrole(quote_ident(job_owner)) as oid,
-                 to_regrole(quote_ident(current_database() || '$job_scheduler')) as sched_oid) ids
-    left join pg_roles o on o.oid = ids.oid
-    left join pg_roles sched on sched.oid = ids.sched_oid
+    from (select) one
+    left join pg_roles o on o.oid = owner_oid
+    left join pg_roles sched on sched.oid = sched_oid
     left join pg_proc p on p.oid = fn_oid
     left join pg_roles fo on fo.oid = p.proowner;
 
@@ -287,6 +292,12 @@ begin
   if not f.owner_schedules then
     return code.refuse('owner_not_eligible', 1, format('role %s is not a member of %s', quote_ident(job_owner),
                                                        quote_ident(current_database() || '$job_scheduler')));
+  end if;
+  -- Rule 1 also needs somewhere safe to run the owner's jobs: its frame, locked like the function.
+  problem := code.frame_problem(job_owner, f.owner_oid);
+  if problem is not null then
+    return code.refuse('owner_not_eligible', 1, format('role %s has no intact frame to run jobs in (%s): an administrator can call mgr.create_frame(%L)',
+                                                       quote_ident(job_owner), problem, job_owner));
   end if;
   if f.fn_oid is null then
     return code.refuse('function_not_eligible', 0, format('function %s does not exist', function_signature));
@@ -337,8 +348,27 @@ begin
     end if;
   end loop;
 
+  perform code.remember_verdict(job_owner, function_signature, arguments, f.fn_oid, f.fn_owner_name, f.proconfig, writes);
   return row(null, null, null, f.fn_oid, f.fn_owner_name)::code.verdict;
 end;
 $$;
 
-reset role;
+-- Raises the scheduling error for a refusing verdict.
+create or replace function code.require_eligible(verdict code.verdict, function_signature text)
+  returns void
+  language plpgsql
+  volatile
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if verdict.reason is null then
+    return;
+  end if;
+  perform code.fail(
+    case when verdict.reason = 'owner_not_eligible' then 'HC204'
+         when verdict.reason = 'arguments_not_eligible' then 'HC205'
+         when verdict.rule = 0 then 'HC201'
+         else 'HC203' end,
+    format('cannot schedule %s (rule %s): %s', function_signature, verdict.rule, verdict.message));
+end;
+$$;

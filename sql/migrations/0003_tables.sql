@@ -1,5 +1,7 @@
--- Jobs and their runs (owned by $data). Roles and functions are stored by name, not oid
--- (seed decision: dynamic resolving); every execution resolves them again.
+-- The tables (owned by $data). Roles and functions are stored by name, not oid: every
+-- execution resolves them again, so a dropped and re-created function or role is never run by
+-- a stale reference. $code reads and writes; $api reads what its views show; nobody else has
+-- any privilege on them.
 
 select set_config('role', current_database() || '$data', true);
 
@@ -38,9 +40,11 @@ create table data.jobs (
 -- not stored here but read from its newest run, so a run's end writes nothing to the job.)
 with (fillfactor = 70);
 
--- Due jobs: the executor asks for the earliest due occurrences; jobs with nothing due are not in the index.
-create index jobs_due on data.jobs ((least(next_run_at, extra_run_at, retry_at)))
+-- Due jobs, earliest first: a claim walks this index in order and stops at its batch size (the
+-- id breaks ties, so the claim's ORDER BY needs no sort). Jobs with nothing due are not in it.
+create index jobs_due on data.jobs ((least(next_run_at, extra_run_at, retry_at)), id)
   where next_run_at is not null or extra_run_at is not null or retry_at is not null;
+
 create index jobs_owner on data.jobs (owner);
 
 create table data.job_runs (
@@ -73,7 +77,10 @@ create table data.job_runs (
 
 -- Runs of a job, newest first.
 create index job_runs_by_job on data.job_runs (job_id, id desc);
--- Running runs: overlap checks per job, and the sweep for runs of dead executors.
+
+-- Running runs: overlap checks per job, and the sweep for runs of dead executors. Starting and
+-- finishing a run find it by its primary key alone and check its status afterwards, so that
+-- they are never planned as a scan of this index.
 create index job_runs_running on data.job_runs (job_id) where status = 'running';
 
 -- Live executors. An executor renews its lease (heartbeat) from a connection of its own; the
@@ -90,15 +97,62 @@ create table data.executors (
 create table data.time_zones (name text primary key);
 insert into data.time_zones select name from pg_catalog.pg_timezone_names on conflict do nothing;
 
+-- Positive verdicts of the eligibility check, for the rest of the transaction that reached them
+-- (see code.check_eligibility). Unlogged: nothing here outlives its transaction's purpose, and
+-- rows of finished transactions are deleted by the next claim.
+create unlogged table data.verdicts (
+  xact               xid8   not null,
+  key                text   not null,  -- md5 of owner, signature and arguments (these can be long)
+  job_owner          text   not null,
+  function_signature text   not null,
+  arguments          jsonb  not null,
+  function_oid       oid    not null,
+  function_owner     text   not null,
+  catalog_writes     bigint not null,  -- code.catalog_writes() when the verdict was reached
+  primary key (xact, key)
+);
+
+-- Run events: every state change of a run, read through api.job_run_events, which shows a
+-- caller the events of the runs api.job_runs shows it. Notifications carry an empty payload:
+-- any session may LISTEN on any channel, so the log, not the channel, says what happened.
+--
+-- Append-only. Only the primary key: every reader walks it (past a cursor, or a handful of ids),
+-- and pruning walks it from the oldest; each run adds two rows, so no other index is paid for.
+-- No foreign key to the run: a log row costs one insert and nothing else.
+create table data.job_run_events (
+  id     bigint      generated always as identity primary key,
+  run_id bigint      not null,
+  job_id bigint      not null,
+  status text        not null,
+  at     timestamptz not null
+);
+
+-- Scheduling is serialised per owner by a lock that users cannot take: a row of this table, one
+-- per owner, made on first use. Locking a row needs UPDATE on its table, which only $data (the
+-- owner) and $code have; an advisory key, which any session may take, let anyone stall another
+-- owner's scheduling. The row is updated, not just locked: a concurrent REPEATABLE READ or
+-- SERIALIZABLE transaction that counted the owner's jobs before the holder committed then fails
+-- with a serialization error (40001) instead of counting from a stale snapshot and overshooting
+-- the bound.
+create table data.owner_locks (
+  owner             text        primary key check (char_length(owner) between 1 and 63),
+  -- When the owner last passed the per-owner bound; written so that the lock is a write (above).
+  last_scheduled_at timestamptz not null default now()
+);
+
 do $grants$
 declare
   db constant text := current_database();
 begin
-  execute format('grant select, insert on data.time_zones to %I', db || '$code');
   execute format('grant select, insert, update, delete on data.jobs, data.job_runs, data.executors to %I', db || '$code');
+  execute format('grant select, insert on data.time_zones to %I', db || '$code');
+  execute format('grant select, insert, delete on data.verdicts, data.job_run_events to %I', db || '$code');
+  -- The starting point of an empty log is the identity's last value (code.run_events_bounds).
+  execute format('grant select on sequence data.job_run_events_id_seq to %I', db || '$code');
+  -- UPDATE is what a row lock needs.
+  execute format('grant select, insert, update on data.owner_locks to %I', db || '$code');
   -- The api views read the tables as their owner; $api gets nothing but SELECT.
-  execute format('grant usage on schema data to %I', db || '$api');
-  execute format('grant select on data.jobs, data.job_runs to %I', db || '$api');
+  execute format('grant select on data.jobs, data.job_runs, data.job_run_events to %I', db || '$api');
 end;
 $grants$;
 

@@ -1,0 +1,44 @@
+-- Runs as clients see them: those of the jobs api.jobs would show, by the same rule in the same
+-- form (see api/jobs.sql).
+
+create or replace view api.job_runs with (security_barrier) as
+  with seen as materialized (select code.caller_roles() as roles)
+  select r.id, r.job_id, r.owner, r.scheduled_for, r.started_at, r.finished_at, r.status, r.attempt,
+         r.rows_returned, r.rows_affected, r.error_sqlstate, r.error_message, r.error_detail, r.error_hint,
+         r.error_context, r.reject_reason, r.executor_id
+    from data.job_runs r
+   where cardinality((select s.roles from seen s)) > 0
+     and array[r.owner, r.function_owner] && (select s.roles from seen s);
+
+comment on view api.job_runs is
+$$@primaryKey id
+@foreignKey (job_id) references api.jobs (id)|@fieldName job|@foreignFieldName runs
+@behavior -insert -update -delete
+One run of a job: an occurrence the executor took, with its outcome.$$;
+
+comment on column api.job_runs.scheduled_for is 'The occurrence this run is for.';
+
+comment on column api.job_runs.status is 'running, succeeded, failed, rejected, timed_out, skipped or lost.';
+
+comment on column api.job_runs.attempt is '0 for the occurrence itself, 1 and up for retries.';
+
+comment on column api.job_runs.rows_returned is 'Rows the call returned (the output itself is never stored).';
+
+comment on column api.job_runs.rows_affected is 'Tuples the run inserted, updated and deleted.';
+
+comment on column api.job_runs.error_sqlstate is 'The SQLSTATE of a failed run.';
+
+comment on column api.job_runs.reject_reason is 'Why the executor refused to call the function (a generic reason code).';
+
+comment on column api.job_runs.executor_id is 'The executor that ran it.';
+
+do $grants$
+declare
+  db constant text := current_database();
+begin
+  execute format('grant select on api.job_runs to %I', db || '$anonymous');
+  execute format('grant select on api.job_runs to %I', db || '$authenticator');
+  execute format('grant select on api.job_runs to %I', db || '$client');
+  execute format('grant select on api.job_runs to %I', db || '$executor');
+end;
+$grants$;

@@ -1,0 +1,194 @@
+-- Jobs as clients see them (schema api, owned by $api: all that $client may use): the
+-- security_barrier view api.jobs, and the pass-through shims that schedule and change jobs.
+-- A caller sees a job when it has USAGE on the job's owner or on the role that owned its
+-- function when it was scheduled (a superuser has every role, so it sees everything); another
+-- owner's job id takes the same path as a missing one, in every function and view.
+--
+-- PostGraphile reads the comments: they give the GraphQL schema its keys, relations and
+-- descriptions. The views are read-only to clients; the behavior tags keep the schema from
+-- offering mutations that could only fail.
+
+-- The views: the caller's roles in a materialized CTE, read by initplans. The first condition
+-- has no column in it, so PostgreSQL evaluates it once, before it reads any row ("One-Time
+-- Filter"): the roles are computed whether or not a row matches, and each row is then compared
+-- with the same list (an initplan reading the CTE again calls nothing). Only a caller with no
+-- role at all, whose view is empty anyway, stops there. This holds where the view is read
+-- first; a view that reads one of these only for rows it has found (an EXISTS per row of a
+-- table) must compare with code.caller_roles() itself, or its work depends on those rows.
+create or replace view api.jobs with (security_barrier) as
+  with seen as materialized (select code.caller_roles() as roles)
+  select j.id, j.name, j.owner, j.function_signature, j.arguments, j.schedule, j.run_at, j.time_zone,
+         j.options, j.enabled, least(j.next_run_at, j.extra_run_at, j.retry_at) as next_run_at,
+         last.started_at as last_run_at, last.status as last_status, j.created_at, j.updated_at
+    from data.jobs j
+    left join lateral (
+      -- The newest run (index job_runs_by_job); a skipped or lost run may not have started.
+      select r.status, coalesce(r.started_at, r.finished_at) as started_at
+        from data.job_runs r where r.job_id = j.id order by r.id desc limit 1
+    ) last on true
+   where cardinality((select s.roles from seen s)) > 0
+     and array[j.owner, j.function_owner] && (select s.roles from seen s);
+
+comment on view api.jobs is
+$$@primaryKey id
+@behavior -insert -update -delete
+A scheduled call of a security definer function. You see the jobs whose owner role (or whose function's owner role) you have.$$;
+
+comment on column api.jobs.id is 'The job''s id.';
+
+comment on column api.jobs.name is 'A name for people; not unique.';
+
+comment on column api.jobs.owner is 'The role the function runs as: the owner of the function when the job was scheduled.';
+
+comment on column api.jobs.function_signature is 'The function called, schema-qualified with argument types, e.g. billing.close_day(date).';
+
+comment on column api.jobs.arguments is 'The arguments of the call, a JSON array with one element per parameter.';
+
+comment on column api.jobs.schedule is 'A cron expression (5 fields, or 6 with seconds first); null for a one-off job.';
+
+comment on column api.jobs.run_at is 'When a one-off job runs; null for a cron job.';
+
+comment on column api.jobs.time_zone is 'The IANA time zone the cron expression is read in.';
+
+comment on column api.jobs.options is 'overlap, missed, max_missed, timeout_seconds, retries, retry_delay_seconds.';
+
+comment on column api.jobs.enabled is 'False while paused.';
+
+comment on column api.jobs.next_run_at is 'The next due occurrence (or retry); null when nothing is due.';
+
+comment on column api.jobs.last_run_at is 'When the newest run started.';
+
+comment on column api.jobs.last_status is 'The status of the newest run.';
+
+-- Each shim calls its code function exactly once (plpgsql, not a view predicate) and returns
+-- the job as the caller sees it through api.jobs.
+create or replace function api.schedule_job(
+  function_signature text,
+  arguments          jsonb       default '[]',
+  schedule           text        default null,
+  run_at             timestamptz default null,
+  name               text        default null,
+  time_zone          text        default 'UTC',
+  options            jsonb       default '{}')
+  returns api.jobs
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  changed_id constant bigint := code.schedule_job(function_signature, arguments, schedule, run_at, name, time_zone, options);
+  result api.jobs;
+begin
+  select j.* into strict result from api.jobs j where j.id = changed_id;
+  return result;
+end;
+$$;
+
+comment on function api.schedule_job(text, jsonb, text, timestamptz, text, text, jsonb) is
+  E'@resultFieldName job\nSchedules a call of a security definer function: a cron schedule or a one-off run_at, exactly one of them.';
+
+comment on function api.schedule_job(text, jsonb, text, timestamptz, text, text, jsonb) is
+  E'@resultFieldName job\nSchedules a call of a security definer function: on a cron schedule, once at run_at, or (neither given) once, now. A one-off job stays listed with its runs after it ran.';
+
+create or replace function api.update_job(
+  job_id             bigint,
+  function_signature text        default null,
+  arguments          jsonb       default null,
+  schedule           text        default null,
+  run_at             timestamptz default null,
+  name               text        default null,
+  time_zone          text        default null,
+  options            jsonb       default null)
+  returns api.jobs
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  changed_id constant bigint := code.update_job(job_id, function_signature, arguments, schedule, run_at, name, time_zone, options);
+  result api.jobs;
+begin
+  select j.* into strict result from api.jobs j where j.id = changed_id;
+  return result;
+end;
+$$;
+
+comment on function api.update_job(bigint, text, jsonb, text, timestamptz, text, text, jsonb) is
+  E'@resultFieldName job\nChanges a job; null fields stay as they are. Checked like scheduling.';
+
+create or replace function api.pause_job(job_id bigint)
+  returns api.jobs
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  changed_id constant bigint := code.pause_job(job_id);
+  result api.jobs;
+begin
+  select j.* into strict result from api.jobs j where j.id = changed_id;
+  return result;
+end;
+$$;
+
+comment on function api.pause_job(bigint) is E'@resultFieldName job\nStops a job from running until it is resumed.';
+
+create or replace function api.resume_job(job_id bigint)
+  returns api.jobs
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  changed_id constant bigint := code.resume_job(job_id);
+  result api.jobs;
+begin
+  select j.* into strict result from api.jobs j where j.id = changed_id;
+  return result;
+end;
+$$;
+
+comment on function api.resume_job(bigint) is E'@resultFieldName job\nLets a paused job run again from its next occurrence.';
+
+create or replace function api.run_job_now(job_id bigint)
+  returns api.jobs
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  changed_id constant bigint := code.run_job_now(job_id);
+  result api.jobs;
+begin
+  select j.* into strict result from api.jobs j where j.id = changed_id;
+  return result;
+end;
+$$;
+
+comment on function api.run_job_now(bigint) is E'@resultFieldName job\nAdds one extra occurrence, due now.';
+
+create or replace function api.unschedule_job(job_id bigint)
+  returns boolean
+  language sql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$ select code.unschedule_job(job_id) $$;
+
+comment on function api.unschedule_job(bigint) is E'@resultFieldName unscheduled\nDeletes a job; its run history stays.';
+
+do $grants$
+declare
+  db constant text := current_database();
+begin
+  execute format('grant select on api.jobs to %I', db || '$anonymous');
+  execute format('grant select on api.jobs to %I', db || '$authenticator');
+  execute format('grant select on api.jobs to %I', db || '$client');
+  execute format('grant select on api.jobs to %I', db || '$executor');
+  execute format('grant execute on function api.schedule_job(text,jsonb,text,timestamp with time zone,text,text,jsonb) to %I', db || '$client');
+  execute format('grant execute on function api.update_job(bigint,text,jsonb,text,timestamp with time zone,text,text,jsonb) to %I', db || '$client');
+  execute format('grant execute on function api.pause_job(bigint) to %I', db || '$client');
+  execute format('grant execute on function api.resume_job(bigint) to %I', db || '$client');
+  execute format('grant execute on function api.run_job_now(bigint) to %I', db || '$client');
+  execute format('grant execute on function api.unschedule_job(bigint) to %I', db || '$client');
+end;
+$grants$;

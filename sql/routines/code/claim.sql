@@ -1,0 +1,169 @@
+-- Claiming due occurrences, set-based: one statement locks the due jobs (FOR UPDATE SKIP
+-- LOCKED), advances them and inserts their runs. What a claim means for one job (which
+-- occurrence, which attempt, the job's next state, skip or run) is decided by code.plan_claim.
+
+-- The newest occurrence of a cron at or before `now`, starting from the due occurrence `due`
+-- (bounded: at most 10,000 steps), and the one after it.
+create or replace function code.catch_up(spec code.cron_spec, zone text, due timestamptz, now_at timestamptz,
+                              out newest timestamptz, out following timestamptz, out missed integer)
+  language plpgsql
+  stable
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  newest := due;
+  missed := 0;
+  following := code.cron_next(spec, zone, due);
+  while following <= now_at and missed < 10000 loop
+    newest := following;
+    missed := missed + 1;
+    following := code.cron_next(spec, zone, following);
+  end loop;
+end;
+$$;
+
+-- The run policies (overlap, missed, retries) for one due job, as of now: retries first, then a run-now
+-- request, then the schedule with its missed-run policy; overlap decides between run and skip.
+create or replace function code.plan_claim(job data.jobs, overlapping boolean)
+  returns code.claim_plan
+  language plpgsql
+  stable
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  due_at constant timestamptz := least(job.next_run_at, job.extra_run_at, job.retry_at);
+  plan   code.claim_plan;
+  catch  record;
+  spec   code.cron_spec;
+  skip   boolean := false;
+begin
+  plan := row(null, 1, job.next_run_at, job.extra_run_at, job.retry_at, job.retry_scheduled_for, job.retry_attempt,
+              null, ceil((job.options->>'timeout_seconds')::numeric * 1000)::integer)::code.claim_plan;
+  if job.retry_at = due_at then
+    plan.occurrence := job.retry_scheduled_for;
+    plan.attempt := job.retry_attempt;
+    plan.retry_at := null; plan.retry_scheduled_for := null; plan.retry_attempt := null;
+  elsif job.extra_run_at = due_at then
+    plan.occurrence := job.extra_run_at;
+    plan.extra_run_at := null;
+  elsif job.schedule is null then
+    plan.occurrence := job.next_run_at;
+    plan.next_run_at := null;  -- a one-off job has run
+  else
+    spec := code.parse_cron(job.schedule);
+    catch := code.catch_up(spec, job.time_zone, job.next_run_at, now());
+    plan.occurrence := catch.newest;
+    plan.next_run_at := catch.following;
+    case job.options->>'missed'
+      when 'latest' then
+        null;
+      when 'none' then
+        skip := plan.occurrence < now() - interval '1 minute';
+      else  -- 'all': oldest first, keeping at most max_missed of the occurrences due
+        plan.occurrence := job.next_run_at;
+        for i in 1 .. catch.missed + 1 - (job.options->>'max_missed')::integer loop
+          plan.occurrence := code.cron_next(spec, job.time_zone, plan.occurrence);
+        end loop;
+        plan.next_run_at := code.cron_next(spec, job.time_zone, plan.occurrence);
+    end case;
+  end if;
+  skip := skip or (overlapping and job.options->>'overlap' = 'skip');
+  plan.status := case when skip then 'skipped' else 'running' end;
+  return plan;
+end;
+$$;
+
+create or replace function code.claim_runs(executor_id text, max_runs integer)
+  returns table (run_id bigint, job_id bigint, timeout_ms integer)
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if max_runs is null or max_runs < 1 or max_runs > 10000 then
+    perform code.fail('HC301', 'max_runs must be from 1 to 10000');
+  end if;
+  if not exists (select from data.executors e where e.id = claim_runs.executor_id and e.lease_expires_at > now()) then
+    perform code.fail('HC302', format('executor %s has no live lease: renew it before claiming', claim_runs.executor_id));
+  end if;
+  perform code.expire_leases();
+  -- Verdicts of transactions that have ended (this one's snapshot sees them as finished).
+  delete from data.verdicts v where v.xact < pg_snapshot_xmin(pg_current_snapshot());
+
+  return query
+  with due as materialized (
+    select j from data.jobs j
+     where (j.next_run_at is not null or j.extra_run_at is not null or j.retry_at is not null)
+       and least(j.next_run_at, j.extra_run_at, j.retry_at) <= now()
+       -- overlap 'queue': not while a run is running (and not taking a place in the batch)
+       and not (j.options->>'overlap' = 'queue'
+                and exists (select from data.job_runs r where r.job_id = j.id and r.status = 'running'))
+     order by least(j.next_run_at, j.extra_run_at, j.retry_at), j.id
+     limit max_runs
+     for update skip locked
+  ), planned as materialized (
+    select (d.j).id as job_id, (d.j).owner, (d.j).function_owner, p.*,
+           row_number() over (order by least((d.j).next_run_at, (d.j).extra_run_at, (d.j).retry_at), (d.j).id) as position
+      from due d,
+           code.plan_claim(d.j, exists (select from data.job_runs r where r.job_id = (d.j).id and r.status = 'running')) p
+  ), advanced as (
+    update data.jobs j
+       set next_run_at = p.next_run_at, extra_run_at = p.extra_run_at, retry_at = p.retry_at,
+           retry_scheduled_for = p.retry_scheduled_for, retry_attempt = p.retry_attempt
+      from planned p
+     where j.id = p.job_id
+  ), inserted as (
+    insert into data.job_runs as r (job_id, owner, function_owner, scheduled_for, status, attempt, executor_id, finished_at)
+    select p.job_id, p.owner, p.function_owner, p.occurrence, p.status, p.attempt, claim_runs.executor_id,
+           case when p.status = 'skipped' then now() end
+      from planned p
+    on conflict on constraint job_runs_one_per_occurrence do nothing  -- this occurrence already has its run
+    returning r.id, r.job_id, r.status
+  ), announced as materialized (
+    select i.*, code.notify_run(i.id, i.job_id, i.status) from inserted i
+  )
+  select a.id, a.job_id, p.timeout_ms
+    from announced a join planned p on p.job_id = a.job_id
+   where a.status = 'running'
+   order by p.position;
+end;
+$$;
+
+-- When is the next occurrence due? (index-backed; the executor sleeps until then)
+create or replace function code.next_due_at()
+  returns timestamptz
+  language sql
+  stable
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  select least(j.next_run_at, j.extra_run_at, j.retry_at) from data.jobs j
+   where j.next_run_at is not null or j.extra_run_at is not null or j.retry_at is not null
+   order by least(j.next_run_at, j.extra_run_at, j.retry_at) limit 1
+$$;
+
+-- The backlog gauge: its query did not state the due index's predicate, so it read every job.
+create or replace function code.due_backlog()
+  returns bigint
+  language sql
+  stable
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  select count(*) from (
+    select from data.jobs j
+     where (j.next_run_at is not null or j.extra_run_at is not null or j.retry_at is not null)
+       and least(j.next_run_at, j.extra_run_at, j.retry_at) <= now()
+     limit 1000000
+  ) due
+$$;
+
+do $grants$
+declare
+  db constant text := current_database();
+begin
+  execute format('grant execute on function code.claim_runs(text,integer) to %I', db || '$api');
+  execute format('grant execute on function code.next_due_at() to %I', db || '$api');
+  execute format('grant execute on function code.due_backlog() to %I', db || '$api');
+end;
+$grants$;

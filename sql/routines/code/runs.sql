@@ -1,0 +1,125 @@
+-- A run's life after its claim: started (every check repeated), finished with its outcome in
+-- the same transaction as the job's effects, and retried when its policy says so.
+
+create or replace function code.start_run(run_id bigint, executor_id text)
+  returns table (job_id bigint, scheduled_for timestamptz, started_at timestamptz, done_status text,
+                 owner text, call_sql text, arguments text[])
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  run     data.job_runs;
+  job     data.jobs;
+  verdict code.verdict;
+  fn      pg_proc;
+begin
+  select * into run from data.job_runs r where r.id = start_run.run_id;
+  if run.id is null or run.status <> 'running' or run.executor_id is distinct from start_run.executor_id then
+    perform code.fail('HC302', format('run %s is not a claimed run of this executor', start_run.run_id));
+  end if;
+  job_id := run.job_id;
+  scheduled_for := run.scheduled_for;
+  started_at := clock_timestamp();  -- recorded by finish_run: one write per run
+  select * into job from data.jobs j where j.id = run.job_id;
+  if job.id is null then  -- unscheduled since it was claimed
+    done_status := 'skipped';
+    perform code.finish_run(run.id, done_status, started_at);
+    return next;
+    return;
+  end if;
+
+  verdict := code.check_eligibility(run.owner, job.function_signature, job.arguments);
+  if verdict.reason is not null then
+    done_status := 'rejected';
+    perform code.finish_run(run.id, done_status, started_at, reject_reason => verdict.reason);
+    return next;
+    return;
+  end if;
+
+  select * into strict fn from pg_proc where oid = verdict.function_oid;
+  owner := run.owner;
+  call_sql := format('select count(*) from %I.%I(%s)',
+    (select nspname from pg_namespace where oid = fn.pronamespace), fn.proname,
+    (select string_agg(format('($1)[%s]::%s', i, format_type(t, null)), ', ' order by i)
+       from unnest(fn.proargtypes::oid[]) with ordinality a(t, i)
+      where i <= jsonb_array_length(job.arguments)));
+  arguments := array(select code.argument_text(job.arguments -> (i::integer - 1), t)
+                       from unnest(fn.proargtypes::oid[]) with ordinality a(t, i)
+                      where i <= jsonb_array_length(job.arguments) order by i);
+  return next;
+end;
+$$;
+
+create or replace function code.finish_run(
+  run_id bigint, status text, started_at timestamptz, rows_returned bigint default null, rows_affected bigint default null,
+  error_sqlstate text default null, error_message text default null, error_detail text default null,
+  error_hint text default null, error_context text default null, reject_reason text default null)
+  returns void
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  run            data.job_runs;
+  retries        integer;
+  current_status text;
+begin
+  -- By primary key only, the status checked here (see the top of this file).
+  select r.status into current_status from data.job_runs r where r.id = finish_run.run_id for update;
+  if current_status is distinct from 'running' then
+    perform code.fail('HC303', format('run %s is no longer running here (its lease expired)', finish_run.run_id));
+  end if;
+  update data.job_runs r
+     set status = finish_run.status, started_at = finish_run.started_at, finished_at = clock_timestamp(),
+         rows_returned = finish_run.rows_returned, rows_affected = finish_run.rows_affected,
+         error_sqlstate = finish_run.error_sqlstate, error_message = left(finish_run.error_message, 10000),
+         error_detail = left(finish_run.error_detail, 10000), error_hint = left(finish_run.error_hint, 10000),
+         error_context = left(finish_run.error_context, 10000), reject_reason = finish_run.reject_reason
+   where r.id = finish_run.run_id
+  returning * into run;
+  if run.status in ('failed', 'timed_out') then
+    select (j.options->>'retries')::integer into retries from data.jobs j where j.id = run.job_id;
+    if run.attempt <= coalesce(retries, 0) then
+      perform code.queue_retry(run.job_id, run.scheduled_for, run.attempt + 1);
+    end if;
+  end if;
+  perform code.notify_run(run.id, run.job_id, run.status);
+end;
+$$;
+
+-- Queue the next attempt of an occurrence, after exponential backoff, if the job has none queued.
+create or replace function code.queue_retry(job_id bigint, scheduled_for timestamptz, next_attempt integer)
+  returns void
+  language sql
+  set search_path = pg_catalog, pg_temp
+as $$
+  update data.jobs j
+     set retry_at = now() + make_interval(secs => (j.options->>'retry_delay_seconds')::numeric * 2 ^ (next_attempt - 2)),
+         retry_scheduled_for = scheduled_for,
+         retry_attempt = next_attempt
+   where j.id = job_id and j.retry_at is null and (j.enabled or j.schedule is null);
+  select code.notify_jobs_changed();
+$$;
+
+-- Whether the run is still running: read under the row's lock, in the caller's transaction, so
+-- a concurrent expiry of the lease (which marks it lost) is seen.
+create or replace function code.run_is_running(run_id bigint)
+  returns boolean
+  language sql
+  volatile
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  select coalesce((select r.status = 'running' from data.job_runs r where r.id = run_is_running.run_id for update), false)
+$$;
+
+do $grants$
+declare
+  db constant text := current_database();
+begin
+  execute format('grant execute on function code.start_run(bigint,text) to %I', db || '$api');
+  execute format('grant execute on function code.finish_run(bigint,text,timestamp with time zone,bigint,bigint,text,text,text,text,text,text) to %I', db || '$api');
+  execute format('grant execute on function code.run_is_running(bigint) to %I', db || '$api');
+end;
+$grants$;

@@ -1,0 +1,24 @@
+-- The executor's lease: renewed from a connection of its own, released on a clean stop.
+
+create or replace function executor.renew_lease(executor_id text, lease_seconds numeric)
+  returns void
+  language sql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$ select code.renew_executor_lease(executor_id, make_interval(secs => lease_seconds)) $$;
+
+create or replace function executor.release(executor_id text)
+  returns void
+  language sql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$ select code.release_executor(executor_id) $$;
+
+do $grants$
+declare
+  db constant text := current_database();
+begin
+  execute format('grant execute on function executor.renew_lease(text,numeric) to %I', db || '$executor');
+  execute format('grant execute on function executor.release(text) to %I', db || '$executor');
+end;
+$grants$;
