@@ -1389,7 +1389,7 @@ CREATE OR REPLACE FUNCTION code.queue_retry(job_id bigint, scheduled_for timesta
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   update data.jobs j
-     set retry_at = now() + make_interval(secs => (j.options->>'retry_delay_seconds')::numeric * 2 ^ (next_attempt - 2)),
+     set retry_at = clock_timestamp() + make_interval(secs => (j.options->>'retry_delay_seconds')::numeric * 2 ^ (next_attempt - 2)),
          retry_scheduled_for = scheduled_for,
          retry_attempt = next_attempt
    where j.id = job_id and j.retry_at is null and (j.enabled or j.schedule is null);

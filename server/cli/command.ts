@@ -1,8 +1,7 @@
 import type { Env } from '../config.ts';
 
-/** A subcommand of `hardcron`: its one-line summary, its --help text and what it does. */
+/** A subcommand of `hardcron`: its --help text and what it does (its summary is in main.ts). */
 export interface Command {
-  readonly summary: string;
   readonly help: string;
   /**
    * Runs the command with its arguments and the process environment, from which (with its flags)

@@ -11,7 +11,6 @@ import { LOOPBACK } from '../settings.ts';
 import type { Command } from './command.ts';
 
 export const executorCommand: Command = {
-  summary: 'run due jobs (a long-running process; run several for more throughput)',
   help: `Usage: hardcron executor [--concurrency N] [--batch-size N] [--poll-ms N] [--no-listen] [--id ID] [--http-port N]
 
 Connects as the database's $executor role and runs due jobs until SIGTERM or SIGINT.

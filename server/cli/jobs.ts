@@ -32,7 +32,6 @@ interface JobLine {
 }
 
 export const jobsCommand: Command = {
-  summary: 'list every job with its next run and last status (for an operator)',
   help: `Usage: hardcron jobs [--limit N]
 
 Prints a table of all jobs of the database (an admin sees every job), newest first.

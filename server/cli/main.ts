@@ -1,24 +1,32 @@
 import { parseArgs } from 'node:util';
 import { HardcronError } from '../errors.ts';
 import type { Command } from './command.ts';
-import { executorCommand } from './executor.ts';
-import { jobsCommand } from './jobs.ts';
-import { migrateCommand } from './migrate.ts';
-import { serverCommand } from './server.ts';
-import { startCommand } from './start.ts';
-import { tokenCommand } from './token.ts';
-import { uninstallCommand } from './uninstall.ts';
-import { userCommand } from './user.ts';
 
-const commands: Readonly<Record<string, Command>> = {
-  migrate: migrateCommand,
-  executor: executorCommand,
-  server: serverCommand,
-  token: tokenCommand,
-  user: userCommand,
-  jobs: jobsCommand,
-  start: startCommand,
-  uninstall: uninstallCommand,
+/**
+ * The subcommands, each loaded when it is used: `hardcron jobs` need not load the GraphQL
+ * server's libraries, and a command refused for its configuration answers at once.
+ */
+const commands: Readonly<Record<string, { readonly summary: string; load(): Promise<Command> }>> = {
+  migrate: { summary: 'install or upgrade hardcron in the database', load: async () => (await import('./migrate.ts')).migrateCommand },
+  executor: {
+    summary: 'run due jobs (a long-running process; run several for more throughput)',
+    load: async () => (await import('./executor.ts')).executorCommand,
+  },
+  server: { summary: 'serve the GraphQL API and GraphiQL (a long-running process)', load: async () => (await import('./server.ts')).serverCommand },
+  token: {
+    summary: "print a JWT for a user, signed with JWT_SECRET or hardcron start's secret (for GraphiQL and scripts)",
+    load: async () => (await import('./token.ts')).tokenCommand,
+  },
+  user: { summary: "add or remove an end user (a database role) as the database's $mgr", load: async () => (await import('./user.ts')).userCommand },
+  jobs: { summary: 'list every job with its next run and last status (for an operator)', load: async () => (await import('./jobs.ts')).jobsCommand },
+  start: {
+    summary: 'everything on one machine: database, migrations, demo user, GraphQL server and an executor',
+    load: async () => (await import('./start.ts')).startCommand,
+  },
+  uninstall: {
+    summary: "remove hardcron from the database: its schemas and the database's roles (needs --yes)",
+    load: async () => (await import('./uninstall.ts')).uninstallCommand,
+  },
 };
 
 function usage(): string {
@@ -33,11 +41,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${usage()}\n`);
     return name === undefined ? 2 : 0;
   }
-  const command = commands[name];
-  if (!command) {
+  const entry = commands[name];
+  if (!entry) {
     process.stderr.write(`hardcron: unknown command ${JSON.stringify(name)}\n${usage()}\n`);
     return 2;
   }
+  const command = await entry.load();
   const { values } = parseArgs({ args: [...rest], options: { help: { type: 'boolean', short: 'h' } }, strict: false });
   if (values.help) {
     process.stdout.write(`${command.help}\n`);

@@ -9,7 +9,6 @@ import { MIGRATE_LOCK_TIMEOUT_MS } from '../settings.ts';
 import type { Command } from './command.ts';
 
 export const migrateCommand: Command = {
-  summary: 'install or upgrade hardcron in the database',
   help: `Usage: hardcron migrate
 
 Applies hardcron's pending SQL migrations (sql/migrations/NNNN_*.sql), then the routine files

@@ -8,7 +8,6 @@ import { LOOPBACK } from '../settings.ts';
 import type { Command } from './command.ts';
 
 export const serverCommand: Command = {
-  summary: 'serve the GraphQL API and GraphiQL (a long-running process)',
   help: `Usage: hardcron server [--port N] [--host HOST]
 
 Connects as the database's $authenticator role and serves GraphQL at /graphql (websockets for

@@ -19,7 +19,6 @@ const DEMO_TOKEN_HOURS = 12;
 const EXECUTOR_READY_TIMEOUT_MS = 30_000;
 
 export const startCommand: Command = {
-  summary: 'everything on one machine: database, migrations, demo user, GraphQL server and an executor',
   help: `Usage: hardcron start   (also: npm start)
 
 Starts embedded PostgreSQL (kept under HARDCRON_DATA_DIR), or uses DATABASE_URL; applies the

@@ -10,7 +10,6 @@ import type { Command } from './command.ts';
 const NICKNAME = /^[a-z_][a-z0-9_]*$/;
 
 export const tokenCommand: Command = {
-  summary: 'print a JWT for a user, signed with JWT_SECRET or hardcron start\'s secret (for GraphiQL and scripts)',
   help: `Usage: hardcron token <nickname> [--ttl 1h]
 
 Prints an HS256 token whose "role" claim is <nickname>; the GraphQL server runs requests with it

@@ -29,7 +29,6 @@ export interface UninstallPlan {
 }
 
 export const uninstallCommand: Command = {
-  summary: 'remove hardcron from the database: its schemas and the database\'s roles (needs --yes)',
   help: `Usage: hardcron uninstall [--yes]
 
 Removes hardcron from the database: its schemas (api, code, data, executor, frames, mgr, server

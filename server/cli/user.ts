@@ -6,7 +6,6 @@ import { ConfigError } from '../errors.ts';
 import type { Command } from './command.ts';
 
 export const userCommand: Command = {
-  summary: 'add or remove an end user (a database role) as the database\'s $mgr',
   help: `Usage: hardcron user add <nickname> [--scheduler] [--member-of <owner>]... [--password-env VAR]
        hardcron user remove <nickname>
 

@@ -89,13 +89,15 @@ end;
 $$;
 
 -- Queue the next attempt of an occurrence, after exponential backoff, if the job has none queued.
+-- The next attempt waits its delay from now, when the failure is recorded: not from the start of
+-- the transaction that ran the attempt, which would shorten the delay by the attempt's duration.
 create or replace function code.queue_retry(job_id bigint, scheduled_for timestamptz, next_attempt integer)
   returns void
   language sql
   set search_path = pg_catalog, pg_temp
 as $$
   update data.jobs j
-     set retry_at = now() + make_interval(secs => (j.options->>'retry_delay_seconds')::numeric * 2 ^ (next_attempt - 2)),
+     set retry_at = clock_timestamp() + make_interval(secs => (j.options->>'retry_delay_seconds')::numeric * 2 ^ (next_attempt - 2)),
          retry_scheduled_for = scheduled_for,
          retry_attempt = next_attempt
    where j.id = job_id and j.retry_at is null and (j.enabled or j.schedule is null);
