@@ -10,6 +10,7 @@ import type { Executor } from '../../server/executor/executor.ts';
 import { connect, loginUrl, withClient } from '../support/database.ts';
 import { startExecutor } from '../support/executor.ts';
 import { scheduleJob } from '../support/jobs.ts';
+import { eventually } from '../support/child.ts';
 
 /**
  * A cluster of this file's own (the shared one must not restart under other files), restarted
@@ -54,20 +55,14 @@ describe('PostgreSQL restarts while the executor runs jobs', () => {
     executor = await startExecutor(null, { connectionString: loginUrl(adminUrl, 'd1$executor', 'ex'), concurrency: 2 });
     const succeeded = async (): Promise<number> =>
       withClient(adminUrl, async (c) => (await c.query(`select count(*)::int as n from data.job_runs where status = 'succeeded'`)).rows[0].n);
-    const until = async (condition: () => Promise<boolean>): Promise<void> => {
-      const deadline = Date.now() + 30_000;
-      while (!(await condition())) {
-        if (Date.now() > deadline) throw new Error('timed out');
-        await new Promise((resolve) => setTimeout(resolve, 200));
-      }
-    };
-
-    await until(async () => (await succeeded()) >= 2);
+    const succeededAtLeast = (n: number): Promise<true> =>
+      eventually(`${n} succeeded runs`, async () => ((await succeeded()) >= n ? true : undefined));
+    await succeededAtLeast(2);
     await cluster.stop();
-    await new Promise((resolve) => setTimeout(resolve, 1500)); // down for a while
+    await new Promise((resolve) => setTimeout(resolve, 1500)); // down for a while: part of the scenario, not a margin
     cluster = await startEmbeddedClusterProcess({ dir, port, unsafeFast: true });
     const before = await succeeded();
-    await until(async () => (await succeeded()) >= before + 3);
+    await succeededAtLeast(before + 3);
 
     const { rows } = await withClient(adminUrl, (c) =>
       c.query(`select (select count(*)::int from (select scheduled_for from data.job_runs where status = 'succeeded'
