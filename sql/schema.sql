@@ -93,6 +93,7 @@ table data.job_runs owner <db>$data
   column error_context text
   column reject_reason text
   column executor_id text
+  column claimed_at timestamp with time zone not null default now()
   constraint job_runs_attempt_check CHECK (((attempt >= 1) AND (attempt <= 1000)))
   constraint job_runs_error_sqlstate_check CHECK ((error_sqlstate ~ '^[0-9A-Z]{5}$'::text))
   constraint job_runs_finished CHECK (((status = 'running'::text) = (finished_at IS NULL)))
@@ -730,20 +731,25 @@ end;
 $function$
 -- owner <db>$code
 
-CREATE OR REPLACE FUNCTION code.claim_runs(executor_id text, max_runs integer)
- RETURNS TABLE(run_id bigint, job_id bigint, timeout_ms integer)
+CREATE OR REPLACE FUNCTION code.claim_runs(executor_id text, max_runs integer, owners text[] DEFAULT '{}'::text[], room integer[] DEFAULT '{}'::integer[], per_owner integer DEFAULT 10000)
+ RETURNS TABLE(run_id bigint, job_id bigint, timeout_ms integer, owner text)
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET plan_cache_mode TO 'force_custom_plan'
 AS $function$
+declare
+  full_owners text[] := array(select o.name from unnest(owners, room) o(name, left_over) where o.left_over < 1);
 begin
   if max_runs is null or max_runs < 1 or max_runs > 10000 then
     perform code.fail('HC301', 'max_runs must be from 1 to 10000');
   end if;
+  if per_owner is null or per_owner < 1 or cardinality(owners) is distinct from cardinality(room) then
+    perform code.fail('HC301', 'per_owner must be at least 1, and owners and room must be of the same length');
+  end if;
   if not exists (select from data.executors e where e.id = claim_runs.executor_id and e.lease_expires_at > now()) then
     perform code.fail('HC302', format('executor %s has no live lease: renew it before claiming', claim_runs.executor_id));
   end if;
-  perform code.expire_leases();
   -- Verdicts of transactions that have ended (this one's snapshot sees them as finished).
   delete from data.verdicts v where v.xact < pg_snapshot_xmin(pg_current_snapshot());
 
@@ -752,16 +758,24 @@ begin
     select j from data.jobs j
      where (j.next_run_at is not null or j.extra_run_at is not null or j.retry_at is not null)
        and least(j.next_run_at, j.extra_run_at, j.retry_at) <= now()
+       and j.owner <> all (full_owners)
        -- overlap 'queue': not while a run is running (and not taking a place in the batch)
        and not (j.options->>'overlap' = 'queue'
                 and exists (select from data.job_runs r where r.job_id = j.id and r.status = 'running'))
      order by least(j.next_run_at, j.extra_run_at, j.retry_at), j.id
      limit max_runs
      for update skip locked
+  ), within_room as materialized (
+    -- The first runs of each owner, as many as its room; the rest stay due (their rows are
+    -- unlocked when this claim commits).
+    select d.j from (
+      select d.j, row_number() over (partition by (d.j).owner order by least((d.j).next_run_at, (d.j).extra_run_at, (d.j).retry_at), (d.j).id) as nth
+        from due d) d
+     where d.nth <= coalesce((select o.left_over from unnest(owners, room) o(name, left_over) where o.name = (d.j).owner), per_owner)
   ), planned as materialized (
     select (d.j).id as job_id, (d.j).owner, (d.j).function_owner, p.*,
            row_number() over (order by least((d.j).next_run_at, (d.j).extra_run_at, (d.j).retry_at), (d.j).id) as position
-      from due d,
+      from within_room d,
            code.plan_claim(d.j, exists (select from data.job_runs r where r.job_id = (d.j).id and r.status = 'running')) p
   ), advanced as (
     update data.jobs j
@@ -779,14 +793,14 @@ begin
   ), announced as materialized (
     select i.*, code.notify_run(i.id, i.job_id, i.status) from inserted i
   )
-  select a.id, a.job_id, p.timeout_ms
+  select a.id, a.job_id, p.timeout_ms, p.owner
     from announced a join planned p on p.job_id = a.job_id
    where a.status = 'running'
    order by p.position;
 end;
 $function$
 -- owner <db>$code
-grant EXECUTE on function code.claim_runs(text,integer) to <db>$api
+grant EXECUTE on function code.claim_runs(text,integer,text[],integer[],integer) to <db>$api
 
 CREATE OR REPLACE FUNCTION code.cron_error(expression text, problem text)
  RETURNS void
@@ -921,35 +935,6 @@ AS $function$
 $function$
 -- owner <db>$code
 grant EXECUTE on function code.due_backlog() to <db>$api
-
-CREATE OR REPLACE FUNCTION code.expire_leases()
- RETURNS integer
- LANGUAGE plpgsql
- SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'pg_temp'
-AS $function$
-declare
-  run record;
-  n integer := 0;
-begin
-  delete from data.executors e where e.lease_expires_at < now();
-  for run in
-    update data.job_runs r set status = 'lost', finished_at = now()
-     where r.status = 'running'
-       and not exists (select from data.executors e where e.id = r.executor_id)
-    returning r.id, r.job_id, r.scheduled_for, r.attempt
-  loop
-    n := n + 1;
-    perform code.notify_run(run.id, run.job_id, 'lost');
-    if run.attempt <= coalesce((select (j.options->>'retries')::integer from data.jobs j where j.id = run.job_id), 0) + 3 then
-      perform code.queue_retry(run.job_id, run.scheduled_for, run.attempt + 1);
-    end if;
-  end loop;
-  return n;
-end;
-$function$
--- owner <db>$code
-grant EXECUTE on function code.expire_leases() to <db>$api
 
 CREATE OR REPLACE FUNCTION code.fail(sqlstate text, message text, hint text DEFAULT NULL::text)
  RETURNS void
@@ -1412,7 +1397,7 @@ CREATE OR REPLACE FUNCTION code.release_executor(executor_id text)
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   delete from data.executors e where e.id = executor_id;
-  select code.expire_leases();
+  select code.sweep_runs(interval '1 hour', executor_id);
 $function$
 -- owner <db>$code
 grant EXECUTE on function code.release_executor(text) to <db>$api
@@ -1846,9 +1831,17 @@ declare
   verdict code.verdict;
   fn      pg_proc;
 begin
-  select * into run from data.job_runs r where r.id = start_run.run_id;
-  if run.id is null or run.status <> 'running' or run.executor_id is distinct from start_run.executor_id then
+  -- Locked until the run's transaction ends: code.sweep_runs passes over a run whose row is held,
+  -- and declares lost one whose row nobody holds.
+  select * into run from data.job_runs r where r.id = start_run.run_id for update;
+  if run.id is null or run.executor_id is distinct from start_run.executor_id then
     perform code.fail('HC302', format('run %s is not a claimed run of this executor', start_run.run_id));
+  end if;
+  job_id := run.job_id;
+  if run.status <> 'running' then  -- swept as lost meanwhile (and retried): nothing to do
+    done_status := 'lost';
+    return next;
+    return;
   end if;
   job_id := run.job_id;
   scheduled_for := run.scheduled_for;
@@ -1884,6 +1877,43 @@ end;
 $function$
 -- owner <db>$code
 grant EXECUTE on function code.start_run(bigint,text) to <db>$api
+
+CREATE OR REPLACE FUNCTION code.sweep_runs(grace interval, own text DEFAULT NULL::text, only_run bigint DEFAULT NULL::bigint)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  run record;
+  n integer := 0;
+begin
+  if grace is null or grace < interval '0' or grace > interval '1 hour' then
+    perform code.fail('HC301', 'the grace must be from 0 to 1 hour');
+  end if;
+  delete from data.executors e where e.lease_expires_at < now();
+  for run in
+    select r.id, r.job_id, r.scheduled_for, r.attempt
+      from data.job_runs r
+     where r.status = 'running'
+       and (only_run is null or r.id = only_run)
+       and (r.claimed_at < now() - grace
+            or r.executor_id = own
+            or not exists (select from data.executors e where e.id = r.executor_id))
+     for update of r skip locked
+  loop
+    update data.job_runs r set status = 'lost', finished_at = clock_timestamp() where r.id = run.id;
+    n := n + 1;
+    perform code.notify_run(run.id, run.job_id, 'lost');
+    if run.attempt <= coalesce((select (j.options->>'retries')::integer from data.jobs j where j.id = run.job_id), 0) + 3 then
+      perform code.queue_retry(run.job_id, run.scheduled_for, run.attempt + 1);
+    end if;
+  end loop;
+  return n;
+end;
+$function$
+-- owner <db>$code
+grant EXECUTE on function code.sweep_runs(interval,text,bigint) to <db>$api
 
 CREATE OR REPLACE FUNCTION code.type_oid(type_name text)
  RETURNS oid
@@ -1983,14 +2013,14 @@ end;
 $function$
 -- owner <db>$code
 
-CREATE OR REPLACE FUNCTION executor.claim_runs(executor_id text, max_runs integer)
- RETURNS TABLE(run_id bigint, job_id bigint, timeout_ms integer)
+CREATE OR REPLACE FUNCTION executor.claim_runs(executor_id text, max_runs integer, owners text[] DEFAULT '{}'::text[], room integer[] DEFAULT '{}'::integer[], per_owner integer DEFAULT 10000)
+ RETURNS TABLE(run_id bigint, job_id bigint, timeout_ms integer, owner text)
  LANGUAGE sql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
-AS $function$ select * from code.claim_runs(executor_id, max_runs) $function$
+AS $function$ select * from code.claim_runs(executor_id, max_runs, owners, room, per_owner) $function$
 -- owner <db>$api
-grant EXECUTE on function executor.claim_runs(text,integer) to <db>$executor
+grant EXECUTE on function executor.claim_runs(text,integer,text[],integer[],integer) to <db>$executor
 
 CREATE OR REPLACE FUNCTION executor.due_backlog()
  RETURNS bigint
@@ -2068,8 +2098,7 @@ begin
   status := plan.done_status;
   if status is null then
     begin
-      -- The previous run of this transaction left its "after" here (see below); else measure.
-      before := coalesce(nullif(current_setting('hardcron.tuples_changed', true), '')::bigint, executor.tuples_changed());
+      before := executor.tuples_changed();
       perform set_config('role', plan.owner, true);  -- SET LOCAL ROLE, without building SQL
       -- In the owner's frame (mgr/frames.sql): the call, its casts and defaults, and its deferred
       -- triggers, where no code can change roles.
@@ -2098,17 +2127,21 @@ begin
   end if;
   lateness_ms := extract(epoch from plan.started_at - plan.scheduled_for) * 1000;
   duration_ms := extract(epoch from clock_timestamp() - plan.started_at) * 1000;
-  -- Nothing the job did to the session reaches the next run on this connection, and no cursor
-  -- it declared WITH HOLD is left to run its query at COMMIT, as the executor.
+  -- Nothing the job did to the session reaches the next run on this connection (each run is its
+  -- own transaction: transaction-scoped state such as large-object descriptors, SET CONSTRAINTS
+  -- and pending notifications ends with it; this is the session-scoped rest, as DISCARD ALL,
+  -- which cannot run inside a function, would do it), and no cursor it declared WITH HOLD is
+  -- left to run its query at COMMIT, as the executor.
   execute 'close all';
   reset all;
   perform pg_advisory_unlock_all();
   unlisten *;
   discard temp;
+  discard sequences;
   deallocate all;
-  -- Set after the job and the reset, so the job cannot have changed it; transaction-local.
-  -- Empty after a failed run: its rolled-back tuples still count, so the next run measures anew.
-  perform set_config('hardcron.tuples_changed', coalesce(after::text, ''), true);
+  -- A seed the job set would make the next owner's random() predictable: reseed from the
+  -- server's strong random source (gen_random_uuid), 52 bits mapped onto setseed's [-1, 1].
+  perform setseed(((('x' || substr(md5(gen_random_uuid()::text), 1, 13))::bit(52)::bigint)::float8 / 4503599627370496.0) * 2 - 1);
   return next;
 end;
 $function$
@@ -2136,6 +2169,15 @@ end;
 $function$
 -- owner <db>$api
 grant EXECUTE on function executor.start_run(bigint,text) to <db>$executor
+
+CREATE OR REPLACE FUNCTION executor.sweep_runs(grace_seconds numeric, own text DEFAULT NULL::text, only_run bigint DEFAULT NULL::bigint)
+ RETURNS integer
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$ select code.sweep_runs(make_interval(secs => grace_seconds), own, only_run) $function$
+-- owner <db>$api
+grant EXECUTE on function executor.sweep_runs(numeric,text,bigint) to <db>$executor
 
 CREATE OR REPLACE FUNCTION executor.tuples_changed()
  RETURNS bigint

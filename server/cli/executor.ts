@@ -11,14 +11,15 @@ import { LOOPBACK } from '../settings.ts';
 import type { Command } from './command.ts';
 
 export const executorCommand: Command = {
-  help: `Usage: hardcron executor [--concurrency N] [--batch-size N] [--poll-ms N] [--no-listen] [--id ID] [--http-port N]
+  help: `Usage: hardcron executor [--concurrency N] [--max-runs-per-owner N] [--batch-size N] [--poll-ms N] [--no-listen] [--id ID] [--http-port N]
 
 Connects as the database's $executor role and runs due jobs until SIGTERM or SIGINT.
 
 Environment (flags win):
   EXECUTOR_DATABASE_URL          postgres://<db>$executor:<password>@host/<db> (required)
-  HARDCRON_EXECUTOR_CONCURRENCY  connections running batches in parallel (default ${EXECUTOR_SETTINGS.concurrency.default})
-  HARDCRON_EXECUTOR_BATCH_SIZE   runs committed together, each in its own subtransaction (default ${EXECUTOR_SETTINGS.batchSize.default})
+  HARDCRON_EXECUTOR_CONCURRENCY  connections running runs in parallel, each run its own transaction (default ${EXECUTOR_SETTINGS.concurrency.default})
+  HARDCRON_EXECUTOR_MAX_RUNS_PER_OWNER  most of those one owner's runs may hold at once (default: half of them, at least 1)
+  HARDCRON_EXECUTOR_BATCH_SIZE   most runs claimed at once (default ${EXECUTOR_SETTINGS.batchSize.default})
   HARDCRON_EXECUTOR_POLL_MS      longest idle sleep; the polling fallback (default ${EXECUTOR_SETTINGS.pollIntervalMs.default})
   HARDCRON_EXECUTOR_LISTEN       false: no LISTEN/NOTIFY, polling only (default true)
   HARDCRON_EXECUTOR_ID           the executor's name in run records (default host:pid:random)
@@ -32,6 +33,7 @@ Environment (flags win):
       args: [...args],
       options: {
         concurrency: { type: 'string' },
+        'max-runs-per-owner': { type: 'string' },
         'batch-size': { type: 'string' },
         'poll-ms': { type: 'string' },
         'no-listen': { type: 'boolean' },

@@ -12,8 +12,8 @@ import { listenJobsChanged } from './sql/listen-jobs-changed.ts';
 import { msUntilNextDue } from './sql/next-due-at.ts';
 import { ping } from './sql/ping.ts';
 import { pruneRunEvents } from './sql/prune-run-events.ts';
-import { rollback } from './sql/rollback.ts';
-import { recordCrashedRun, runBatch, type RunOutcome } from './sql/run-batch.ts';
+import { recordCrashedRun, runOne, type RunOutcome } from './sql/run-one.ts';
+import { sweepRuns } from './sql/sweep-runs.ts';
 import { terminateBackends } from './sql/terminate-backends.ts';
 import { Waker } from './waker.ts';
 
@@ -31,11 +31,21 @@ function describe(error: unknown): { code?: string; message: string } {
   return { ...(code ? { code } : {}), message: message ?? String(error) };
 }
 
+/** One of the executor's run connections, and the run it is running, if any. */
+interface Slot {
+  client: pg.Client | undefined;
+  run: ClaimedRun | undefined;
+  /** When the watchdog cancels the run: its timeout and a margin after it started. */
+  deadline: number;
+}
+
 /**
- * Claims due occurrences and runs them. Each worker owns one connection: claim (a short
- * transaction), then run the batch (one transaction, one subtransaction per run), repeat; when
- * nothing is due it sleeps until the next due time, a NOTIFY, or the poll interval. A control
- * connection renews the lease, listens, and cancels batches that overrun.
+ * Claims due occurrences and runs each as its own transaction on a connection of its own. A
+ * dispatcher claims, in one short transaction, as many runs as there are idle connections,
+ * giving no owner more than `maxRunsPerOwner` of them, and hands each to an idle connection;
+ * when nothing is due it sleeps until the next due time, a NOTIFY, a connection coming free or
+ * the poll interval. A control connection renews the lease, sweeps runs that nobody is running,
+ * listens, and cancels runs that overrun.
  */
 export class Executor {
   readonly options: ResolvedExecutorOptions;
@@ -44,17 +54,21 @@ export class Executor {
   private readonly waker = new Waker();
   private stopping = false;
   private control: pg.Client | undefined;
+  private claimer: pg.Client | undefined;
   private leaseTimer: NodeJS.Timeout | undefined;
-  private readonly workers: Promise<void>[] = [];
-  /** Backend pid of each worker connection running a batch, with its deadline. */
-  private readonly busy = new Map<number, number>();
   private watchdog: NodeJS.Timeout | undefined;
+  private dispatcher: Promise<void> | undefined;
+  private readonly slots: Slot[];
+  /** Runs started and not yet finished, by owner. */
+  private readonly runningByOwner = new Map<string, number>();
+  private readonly inFlight = new Set<Promise<void>>();
 
   constructor(options: ExecutorOptions) {
     this.options = resolveExecutorOptions(options);
     this.logger = options.logger ?? createLogger('hardcron-executor');
     this.metrics = options.metrics ?? new ExecutorMetrics();
     this.metrics.readBacklog = () => this.dueBacklog();
+    this.slots = Array.from({ length: this.options.concurrency }, () => ({ client: undefined, run: undefined, deadline: 0 }));
   }
 
   /** Whether the database answers on the control connection (for /readyz). */
@@ -82,35 +96,38 @@ export class Executor {
     return this.options.executorId;
   }
 
-  /** Connects, takes the lease, and starts the workers. Resolves once it is running. */
+  /** Connects, takes the lease, and starts claiming. Resolves once it is running. */
   async start(): Promise<void> {
     this.control = await this.connectControl();
-    this.leaseTimer = setInterval(() => {
-      void this.renewLeaseQuietly();
-      void pruneRunEvents(this.control, this.logger); // run events older than an hour, in bounded chunks
-    }, (this.options.leaseSeconds * 1000) / 3);
-    this.watchdog = setInterval(() => void this.cancelOverrunBatches(), 250);
-    for (let i = 0; i < this.options.concurrency; i++) this.workers.push(this.work(i));
-    this.logger.info({ executorId: this.id, concurrency: this.options.concurrency, listen: this.options.listen }, 'executor started');
+    // Runs recorded under this id before now are nobody's: this process holds none yet.
+    await sweepRuns(this.control, this.graceSeconds(), this.id);
+    this.leaseTimer = setInterval(() => void this.onLeaseTick(), (this.options.leaseSeconds * 1000) / 3);
+    this.watchdog = setInterval(() => void this.cancelOverrunRuns(), 250);
+    this.dispatcher = this.dispatch();
+    this.logger.info(
+      { executorId: this.id, concurrency: this.options.concurrency, maxRunsPerOwner: this.options.maxRunsPerOwner, listen: this.options.listen },
+      'executor started',
+    );
   }
 
   /**
-   * Stops claiming, lets running batches finish within the grace period, terminates what is
-   * still running after it (those runs become lost and are retried), and releases the lease.
+   * Stops claiming, lets running runs finish within the grace period, terminates what is still
+   * running after it (those runs become lost and are retried), and releases the lease.
    */
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
     this.waker.wakeAll();
-    const finished = Promise.all(this.workers);
+    await this.dispatcher;
+    const finished = Promise.all([...this.inFlight]);
     const inTime = await Promise.race([
       finished.then(() => true),
       new Promise<boolean>((resolve) => setTimeout(() => resolve(false), this.options.shutdownGraceMs).unref()),
     ]);
     if (!inTime) {
-      this.logger.warn({ batches: this.busy.size }, 'grace period over: terminating running batches');
-      const running = [...this.busy.keys()];
-      await this.controlQuery((control) => terminateBackends(control, running));
+      const running = this.busyPids();
+      this.logger.warn({ runs: running.length }, 'grace period over: terminating running runs');
+      await this.controlQuery((control) => terminateBackends(control, running)).catch(() => {});
       await finished;
     }
     clearInterval(this.leaseTimer);
@@ -120,15 +137,37 @@ export class Executor {
     } catch (error) {
       this.logger.warn({ err: describe(error) }, 'could not release the lease; it will expire');
     }
-    await this.control?.end().catch(() => {});
+    await Promise.all([this.control, this.claimer, ...this.slots.map((slot) => slot.client)].map((client) => client?.end().catch(() => {})));
     this.logger.info({ executorId: this.id }, 'executor stopped');
+  }
+
+  /**
+   * How long a claimed run may wait for its first statement before the sweep takes it for
+   * abandoned: a third of the lease, so that with sweeps every third of the lease a stranded run
+   * is lost within the lease time.
+   */
+  private graceSeconds(): number {
+    return this.options.leaseSeconds / 3;
+  }
+
+  private async onLeaseTick(): Promise<void> {
+    try {
+      await this.controlQuery(async (control) => {
+        await renewLease(control, this.id, this.options.leaseSeconds);
+        const lost = await sweepRuns(control, this.graceSeconds());
+        if (lost > 0) this.logger.warn({ runs: lost }, 'runs nobody was running declared lost');
+      });
+    } catch (error) {
+      this.logger.warn({ err: describe(error) }, 'lease renewal failed');
+    }
+    await pruneRunEvents(this.control, this.logger); // run events older than an hour, in bounded chunks
   }
 
   private async connect(): Promise<pg.Client> {
     const client = new pg.Client(
       sessionConfig(this.options.connectionString, `hardcron executor ${this.id}`, {
-        // If this process dies mid-batch, the server notices within a quarter second and rolls the
-        // batch back (its runs become lost and are retried) instead of running it to the end.
+        // If this process dies mid-run, the server notices within a quarter second and rolls the
+        // run back (the sweep then finds it and it is retried) instead of running it to the end.
         client_connection_check_interval: 250,
       }),
     );
@@ -172,135 +211,133 @@ export class Executor {
     }
   }
 
-  private async renewLeaseQuietly(): Promise<void> {
-    try {
-      await this.controlQuery((control) => renewLease(control, this.id, this.options.leaseSeconds));
-    } catch (error) {
-      this.logger.warn({ err: describe(error) }, 'lease renewal failed');
-    }
+  private busyPids(): number[] {
+    return this.slots.flatMap((slot) => (slot.run && slot.client ? [(slot.client as unknown as { processID: number }).processID] : []));
   }
 
-  /** The server enforces each run's timeout; this cancels a batch that overran them all anyway. */
-  private async cancelOverrunBatches(): Promise<void> {
+  /** The server enforces each run's timeout; this cancels a run that overran it anyway. */
+  private async cancelOverrunRuns(): Promise<void> {
     const now = Date.now();
-    const overrun = [...this.busy].filter(([, deadline]) => deadline < now).map(([pid]) => pid);
+    const overrun = this.slots.filter((slot) => slot.run && slot.client && slot.deadline < now);
     if (overrun.length === 0) return;
-    this.logger.warn({ pids: overrun }, 'cancelling batches past their deadline');
-    for (const pid of overrun) this.busy.set(pid, now + this.options.cancelMarginMs);
-    await this.controlQuery((control) => cancelBackends(control, overrun)).catch(() => {});
+    const pids = overrun.map((slot) => (slot.client as unknown as { processID: number }).processID);
+    this.logger.warn({ pids }, 'cancelling runs past their deadline');
+    for (const slot of overrun) slot.deadline = now + this.options.cancelMarginMs;
+    await this.controlQuery((control) => cancelBackends(control, pids)).catch(() => {});
   }
 
   private backoff(attempt: number): Promise<void> {
     return new Promise((resolve) => setTimeout(resolve, Math.min(MAX_BACKOFF_MS, 50 * 2 ** attempt)));
   }
 
-  private async work(worker: number): Promise<void> {
-    let client: pg.Client | undefined;
+  /** How many more runs each owner with runs on this executor may start now. */
+  private ownerRoom(): Map<string, number> {
+    return new Map([...this.runningByOwner].map(([owner, running]) => [owner, this.options.maxRunsPerOwner - running]));
+  }
+
+  private async dispatch(): Promise<void> {
     let attempt = 0;
     while (!this.stopping) {
+      const idle = this.slots.filter((slot) => !slot.run);
+      if (idle.length === 0) {
+        await this.waker.wait(this.options.pollIntervalMs); // a run finishing wakes it
+        continue;
+      }
       try {
-        client ??= await this.connect();
-        const claimed = await claimRuns(client, this.id, this.options.batchSize);
+        this.claimer ??= await this.connect();
+        const max = Math.min(idle.length, this.options.batchSize);
+        const claimed = await claimRuns(this.claimer, this.id, max, this.ownerRoom(), this.options.maxRunsPerOwner);
         this.metrics.claimBatchSize.observe(claimed.length);
         attempt = 0;
+        claimed.forEach((run, i) => this.begin(idle[i] as Slot, run));
         if (claimed.length === 0) {
-          const waitMs = await msUntilNextDue(client);
+          // With runs going, what is due may be waiting for its owner's room: wait for a run to
+          // finish (it wakes the dispatcher) rather than for the next due time, which has passed.
+          const waitMs = idle.length < this.slots.length ? null : await msUntilNextDue(this.claimer);
           await this.waker.wait(Math.min(waitMs ?? Infinity, this.options.pollIntervalMs));
-          continue;
         }
-        client = await this.execute(client, claimed);
       } catch (error) {
-        this.logger.warn({ worker, err: describe(error) }, 'worker error; reconnecting');
-        await client?.end().catch(() => {});
-        client = undefined;
+        this.logger.warn({ err: describe(error) }, 'claim failed; reconnecting');
+        await this.claimer?.end().catch(() => {});
+        this.claimer = undefined;
         await this.backoff(attempt++);
       }
     }
-    await client?.end().catch(() => {});
+  }
+
+  private begin(slot: Slot, run: ClaimedRun): void {
+    slot.run = run;
+    this.runningByOwner.set(run.owner, (this.runningByOwner.get(run.owner) ?? 0) + 1);
+    this.metrics.busyConnections.inc();
+    const done = this.runOn(slot, run).finally(() => {
+      slot.run = undefined;
+      const left = (this.runningByOwner.get(run.owner) ?? 1) - 1;
+      if (left > 0) this.runningByOwner.set(run.owner, left);
+      else this.runningByOwner.delete(run.owner);
+      this.metrics.busyConnections.dec();
+      this.inFlight.delete(done);
+      this.waker.wakeAll();
+    });
+    this.inFlight.add(done);
   }
 
   /**
-   * Runs a claimed batch. If the batch fails as a whole (a run killed its connection, the server
-   * restarted, a run was taken over), its runs are run again one by one, so that one bad run
-   * cannot take others with it and none runs twice (a finished run cannot be started again).
-   * Returns the connection to use next.
+   * Runs one claimed run on its slot's connection. If its transaction fails outside the job's
+   * own error handling on a healthy connection, the failure is recorded; if the connection broke,
+   * the run is left to the sweep (its transaction may still be running on the server, and
+   * waiting for it would let a cut-off server stall this connection).
    */
-  private async execute(client: pg.Client, runs: readonly ClaimedRun[]): Promise<pg.Client> {
+  private async runOn(slot: Slot, run: ClaimedRun): Promise<void> {
     try {
-      this.report(await this.timed(client, runs));
-      return client;
+      slot.client ??= await this.connect();
     } catch (error) {
-      if (runs.length === 1) return this.recoverSingle(client, runs[0] as ClaimedRun, error);
-      this.logger.warn({ runs: runs.length, err: describe(error) }, 'batch failed; running its runs one by one');
-      let current = await this.usable(client, error);
-      for (const run of runs) {
-        try {
-          this.report(await this.timed(current, [run]));
-        } catch (runError) {
-          current = await this.recoverSingle(current, run, runError);
-        }
-      }
-      return current;
+      this.logger.warn({ runId: run.runId, err: describe(error) }, 'no connection for a claimed run; the sweep will retry it');
+      return;
     }
-  }
-
-  private async timed(client: pg.Client, runs: readonly ClaimedRun[]): Promise<RunOutcome[]> {
-    const pid = (client as unknown as { processID: number }).processID;
-    const budget = runs.reduce((sum, run) => sum + run.timeoutMs, 0) + this.options.cancelMarginMs;
-    this.busy.set(pid, Date.now() + budget);
-    this.metrics.busyConnections.inc();
+    const client = slot.client;
+    slot.deadline = Date.now() + run.timeoutMs + this.options.cancelMarginMs;
     try {
-      return await runBatch(client, this.id, runs);
-    } finally {
-      this.busy.delete(pid);
-      this.metrics.busyConnections.dec();
+      this.report(await runOne(client, this.id, run));
+    } catch (error) {
+      if (isConnectionError(error)) {
+        slot.client = undefined;
+        await client.end().catch(() => {});
+        await this.abandon(slot, run, error);
+        return;
+      }
+      try {
+        await recordCrashedRun(client, run.runId, describe(error));
+        this.report({ runId: run.runId, jobId: run.jobId, status: 'failed', latenessMs: 0, durationMs: 0 });
+      } catch (recordError) {
+        // HC303: no longer running (swept as lost meanwhile): nothing to do.
+        this.logger.warn({ runId: run.runId, err: describe(recordError) }, 'run not recorded after its failure');
+      }
     }
   }
 
-  /** After a single run failed outside its own error handling: record it, if it is still ours. */
-  private async recoverSingle(client: pg.Client, run: ClaimedRun, error: unknown): Promise<pg.Client> {
-    const current = await this.usable(client, error);
+  /**
+   * After the connection broke under a run: on a new connection, the run is declared lost and
+   * retried at once if no transaction holds it any more (the server ended the old one); if one
+   * still does (the server has not noticed yet), the sweep will, without anyone waiting on it.
+   */
+  private async abandon(slot: Slot, run: ClaimedRun, error: unknown): Promise<void> {
     try {
-      await recordCrashedRun(current, run.runId, describe(error));
-      this.report([{ runId: run.runId, jobId: run.jobId, status: 'failed', latenessMs: 0, durationMs: 0 }]);
-    } catch (recordError) {
-      // HC303: no longer running (finished before the failure, or declared lost): nothing to do.
-      this.logger.warn({ runId: run.runId, err: describe(recordError) }, 'run not recorded after its failure');
-    }
-    return current;
-  }
-
-  /** A connection fit for the next statement: the same one rolled back, or a new one. */
-  private async usable(client: pg.Client, error: unknown): Promise<pg.Client> {
-    if (!isConnectionError(error)) {
-      try {
-        await rollback(client);
-        return client;
-      } catch {
-        // fall through to a new connection
-      }
-    }
-    await client.end().catch(() => {});
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.connect();
-      } catch (connectError) {
-        this.logger.warn({ err: describe(connectError) }, 'reconnect failed');
-        await this.backoff(attempt);
-      }
+      slot.client = await this.connect();
+      const lost = await sweepRuns(slot.client, 0, this.id, run.runId);
+      this.logger.warn({ runId: run.runId, err: describe(error), lost: lost > 0 }, 'connection lost during a run');
+    } catch (sweepError) {
+      this.logger.warn({ runId: run.runId, err: describe(sweepError) }, 'connection lost during a run; the sweep will retry it');
     }
   }
 
-  private report(outcomes: readonly RunOutcome[]): void {
-    for (const outcome of outcomes) {
-      this.metrics.runs.inc({ status: outcome.status });
-      this.metrics.lateness.observe(outcome.latenessMs / 1000);
-      this.metrics.duration.observe(outcome.durationMs / 1000);
-      this.logger.info(
-        { runId: outcome.runId, jobId: outcome.jobId, status: outcome.status, durationMs: outcome.durationMs, latenessMs: outcome.latenessMs },
-        'run finished',
-      );
-    }
+  private report(outcome: RunOutcome): void {
+    this.metrics.runs.inc({ status: outcome.status });
+    this.metrics.lateness.observe(outcome.latenessMs / 1000);
+    this.metrics.duration.observe(outcome.durationMs / 1000);
+    this.logger.info(
+      { runId: outcome.runId, jobId: outcome.jobId, status: outcome.status, durationMs: outcome.durationMs, latenessMs: outcome.latenessMs },
+      'run finished',
+    );
   }
 }
 

@@ -10,9 +10,14 @@ export interface ExecutorOptions {
   connectionString: string;
   /** Names this executor in run records and leases. Default: `<host>:<pid>:<random>`. */
   executorId?: string;
-  /** Connections running batches in parallel. Default: 2. */
+  /** Connections running runs in parallel, one run each, each run its own transaction. Default: 4. */
   concurrency?: number;
-  /** Most runs claimed and committed together (each in its own subtransaction). Default: 100. */
+  /**
+   * Most of those connections that one owner's runs may hold at once, so that no owner can slow
+   * another's runs. Default: half of `concurrency` (at least 1).
+   */
+  maxRunsPerOwner?: number;
+  /** Most runs claimed in one claim (it claims no more than there are idle connections). Default: 100. */
   batchSize?: number;
   /** Longest sleep when idle: the polling fallback. Default: 1000 ms. */
   pollIntervalMs?: number;
@@ -20,9 +25,9 @@ export interface ExecutorOptions {
   listen?: boolean;
   /** Runs of an executor silent this long are declared lost. Renewed every third of it. Default: 30 s. */
   leaseSeconds?: number;
-  /** On stop, how long running batches may finish before they are cancelled. Default: 10,000 ms. */
+  /** On stop, how long running runs may finish before they are cancelled. Default: 10,000 ms. */
   shutdownGraceMs?: number;
-  /** Extra time over a batch's summed timeouts before the executor cancels it itself. Default: 5,000 ms. */
+  /** Extra time over a run's timeout before the executor cancels it itself. Default: 5,000 ms. */
   cancelMarginMs?: number;
   logger?: Logger;
   metrics?: ExecutorMetrics;
@@ -37,7 +42,8 @@ export type ResolvedExecutorOptions = Required<Omit<ExecutorOptions, 'logger' | 
  * the same bounds from here.
  */
 export const EXECUTOR_SETTINGS = {
-  concurrency: { min: 1, max: 64, default: 2 },
+  concurrency: { min: 1, max: 64, default: 4 },
+  maxRunsPerOwner: { min: 1, max: 64, default: 2 },
   batchSize: { min: 1, max: 10_000, default: 100 },
   pollIntervalMs: { min: 10, max: 3_600_000, default: 1000 },
   leaseSeconds: { min: 1, max: 3600, default: 30 },
@@ -56,6 +62,11 @@ export function resolveExecutorOptions(options: ExecutorOptions): ResolvedExecut
     ...options,
     executorId: options.executorId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
     concurrency: whole('concurrency'),
+    // Half of the connections unless told otherwise; never more than there are.
+    maxRunsPerOwner: Math.min(
+      checkWholeNumber('maxRunsPerOwner', options.maxRunsPerOwner ?? Math.max(1, Math.floor(whole('concurrency') / 2)), EXECUTOR_SETTINGS.maxRunsPerOwner),
+      whole('concurrency'),
+    ),
     batchSize: whole('batchSize'),
     pollIntervalMs: whole('pollIntervalMs'),
     listen: options.listen ?? EXECUTOR_DEFAULTS.listen,

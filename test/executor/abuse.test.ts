@@ -59,7 +59,7 @@ describe('jobs that abuse their connection or the executor', () => {
         end $$`);
     await db().addUser('alice', { scheduler: true, memberOf: ['abuse'] });
     alice = await db().login('alice');
-    executor = await startExecutor(db(), { concurrency: 2, batchSize: 1 });
+    executor = await startExecutor(db(), { concurrency: 2, maxRunsPerOwner: 2, batchSize: 1 });
   });
 
   afterAll(async () => {

@@ -72,13 +72,16 @@ describe('exactly one terminal run per occurrence', () => {
   }, 90_000);
 });
 
-describe('an executor killed with SIGKILL mid-batch', () => {
+describe('an executor killed with SIGKILL mid-run', () => {
   const db = useTestDatabase();
   let alice: pg.Client;
   let survivor: Executor | undefined;
 
   beforeAll(async () => {
-    alice = await setUp(db(), 0.05); // a batch of 20 takes a second: kills land inside batches
+    // Each run takes longer than the server needs to notice a dead client (a quarter second), so
+    // kills land inside runs: those are rolled back and declared lost. (A run that completes
+    // before the server notices commits, as it would for a client that stayed.)
+    alice = await setUp(db(), 0.4);
   });
 
   afterAll(async () => {
@@ -86,7 +89,7 @@ describe('an executor killed with SIGKILL mid-batch', () => {
   });
 
   function spawnExecutor(url: string, id: string): ChildProcess {
-    return spawn(process.execPath, [BIN, 'executor', '--id', id, '--batch-size', '20', '--concurrency', '2'], {
+    return spawn(process.execPath, [BIN, 'executor', '--id', id, '--concurrency', '4', '--max-runs-per-owner', '4'], {
       env: { PATH: process.env.PATH, EXECUTOR_DATABASE_URL: url, HARDCRON_EXECUTOR_LEASE_SECONDS: '2', LOG_LEVEL: 'warn' },
       stdio: 'ignore',
     });
@@ -94,16 +97,16 @@ describe('an executor killed with SIGKILL mid-batch', () => {
 
   test('five times, at different moments: nothing lost, nothing committed twice, lost runs retried', async () => {
     const url = await executorUrl(db());
-    const total = 5 * 300;
+    const total = 5 * 40;
     for (let round = 0; round < 5; round++) {
-      await dueJobs(db(), alice, 300, { retry_delay_seconds: 0.1 });
+      await dueJobs(db(), alice, 40, { retry_delay_seconds: 0.1 });
       const child = spawnExecutor(url, `doomed-${round}`);
       // Let it get going, then kill it at a different point of its work each round.
-      await waitFor(db(), `select count(*) >= $1 as done from data.job_runs where executor_id = $2`, [20 + round * 40, `doomed-${round}`]);
+      await waitFor(db(), `select count(*) >= $1 as done from data.job_runs where executor_id = $2`, [4 + round * 3, `doomed-${round}`]);
       child.kill('SIGKILL');
       await new Promise((resolve) => child.once('exit', resolve));
     }
-    survivor = await startExecutor(db(), { concurrency: 2, executorId: 'survivor', leaseSeconds: 2 });
+    survivor = await startExecutor(db(), { concurrency: 4, maxRunsPerOwner: 4, executorId: 'survivor', leaseSeconds: 2 });
     await waitFor(db(), `select count(*) = $1 as done from once.touched`, [total], 60_000);
     await waitFor(db(), `select count(*) = 0 as done from data.job_runs where status = 'running'`, [], 30_000);
 

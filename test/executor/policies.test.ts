@@ -23,7 +23,7 @@ describe('missed runs, overlap, retries and events', () => {
         language plpgsql as $$ begin raise exception 'always fails'; end $$`);
     await db().addUser('alice', { scheduler: true, memberOf: ['pol'] });
     alice = await db().login('alice');
-    executor = await startExecutor(db(), { concurrency: 2, batchSize: 1 });
+    executor = await startExecutor(db(), { concurrency: 2, maxRunsPerOwner: 2, batchSize: 1 });
   });
 
   afterAll(async () => {

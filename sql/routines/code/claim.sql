@@ -73,20 +73,33 @@ begin
 end;
 $$;
 
-create or replace function code.claim_runs(executor_id text, max_runs integer)
-  returns table (run_id bigint, job_id bigint, timeout_ms integer)
+-- Claims up to max_runs due occurrences for an executor, giving no owner more than its room: an
+-- owner listed in `owners` may take as many more runs as the same position of `room` says (its
+-- runs already running on this executor count against it), any other owner `per_owner`. Owners
+-- without room are passed over in the scan, so one owner's backlog never stands in front of
+-- another's due runs. Without them (a claim by hand), no owner is limited.
+create or replace function code.claim_runs(executor_id text, max_runs integer, owners text[] default '{}',
+                                           room integer[] default '{}', per_owner integer default 10000)
+  returns table (run_id bigint, job_id bigint, timeout_ms integer, owner text)
   language plpgsql
   security definer
   set search_path = pg_catalog, pg_temp
+  -- Planned for the owners passed over each time: with none, the due index is walked in order and
+  -- the scan stops at max_runs; a generic plan would read every due job whoever owns it.
+  set plan_cache_mode = force_custom_plan
 as $$
+declare
+  full_owners text[] := array(select o.name from unnest(owners, room) o(name, left_over) where o.left_over < 1);
 begin
   if max_runs is null or max_runs < 1 or max_runs > 10000 then
     perform code.fail('HC301', 'max_runs must be from 1 to 10000');
   end if;
+  if per_owner is null or per_owner < 1 or cardinality(owners) is distinct from cardinality(room) then
+    perform code.fail('HC301', 'per_owner must be at least 1, and owners and room must be of the same length');
+  end if;
   if not exists (select from data.executors e where e.id = claim_runs.executor_id and e.lease_expires_at > now()) then
     perform code.fail('HC302', format('executor %s has no live lease: renew it before claiming', claim_runs.executor_id));
   end if;
-  perform code.expire_leases();
   -- Verdicts of transactions that have ended (this one's snapshot sees them as finished).
   delete from data.verdicts v where v.xact < pg_snapshot_xmin(pg_current_snapshot());
 
@@ -95,16 +108,24 @@ begin
     select j from data.jobs j
      where (j.next_run_at is not null or j.extra_run_at is not null or j.retry_at is not null)
        and least(j.next_run_at, j.extra_run_at, j.retry_at) <= now()
+       and j.owner <> all (full_owners)
        -- overlap 'queue': not while a run is running (and not taking a place in the batch)
        and not (j.options->>'overlap' = 'queue'
                 and exists (select from data.job_runs r where r.job_id = j.id and r.status = 'running'))
      order by least(j.next_run_at, j.extra_run_at, j.retry_at), j.id
      limit max_runs
      for update skip locked
+  ), within_room as materialized (
+    -- The first runs of each owner, as many as its room; the rest stay due (their rows are
+    -- unlocked when this claim commits).
+    select d.j from (
+      select d.j, row_number() over (partition by (d.j).owner order by least((d.j).next_run_at, (d.j).extra_run_at, (d.j).retry_at), (d.j).id) as nth
+        from due d) d
+     where d.nth <= coalesce((select o.left_over from unnest(owners, room) o(name, left_over) where o.name = (d.j).owner), per_owner)
   ), planned as materialized (
     select (d.j).id as job_id, (d.j).owner, (d.j).function_owner, p.*,
            row_number() over (order by least((d.j).next_run_at, (d.j).extra_run_at, (d.j).retry_at), (d.j).id) as position
-      from due d,
+      from within_room d,
            code.plan_claim(d.j, exists (select from data.job_runs r where r.job_id = (d.j).id and r.status = 'running')) p
   ), advanced as (
     update data.jobs j
@@ -122,7 +143,7 @@ begin
   ), announced as materialized (
     select i.*, code.notify_run(i.id, i.job_id, i.status) from inserted i
   )
-  select a.id, a.job_id, p.timeout_ms
+  select a.id, a.job_id, p.timeout_ms, p.owner
     from announced a join planned p on p.job_id = a.job_id
    where a.status = 'running'
    order by p.position;
@@ -162,7 +183,7 @@ do $grants$
 declare
   db constant text := current_database();
 begin
-  execute format('grant execute on function code.claim_runs(text,integer) to %I', db || '$api');
+  execute format('grant execute on function code.claim_runs(text,integer,text[],integer[],integer) to %I', db || '$api');
   execute format('grant execute on function code.next_due_at() to %I', db || '$api');
   execute format('grant execute on function code.due_backlog() to %I', db || '$api');
 end;

@@ -1,6 +1,5 @@
--- Executor leases: an executor renews its lease (data.executors) from a connection of its own;
--- the `running` runs of an executor whose lease expired (it died) become `lost`, and are retried
--- when their policy allows.
+-- Executor leases, and the sweep that finds runs nobody is running: an executor renews its lease
+-- (data.executors) from a connection of its own and sweeps at each renewal.
 
 -- An executor announces itself and renews its lease; `lease` is how long it may stay silent.
 create or replace function code.renew_executor_lease(executor_id text, lease interval)
@@ -21,9 +20,17 @@ begin
 end;
 $$;
 
--- Runs of executors that stopped renewing their lease become `lost`. A lost attempt is retried
--- (an executor's death is not the job's failure) up to three times beyond the job's own retries.
-create or replace function code.expire_leases()
+-- Runs that nobody is running become `lost`: those of executors whose lease expired, and those
+-- claimed longer than `grace` ago whose row no transaction holds (a run's transaction locks its
+-- row from its first statement to its commit: code.start_run). So a run is never left `running`
+-- because its executor died, lost its connection, never read the claim's answer, or came back
+-- under the same id: it is lost within the grace, whatever the lease says. SKIP LOCKED: a run
+-- being run, even by an executor cut off from the network, is passed over, never waited for;
+-- its own statement_timeout ends it. A lost attempt is retried (an executor's death is not the
+-- job's failure) up to three times beyond the job's own retries. `own`: an executor that has
+-- just started holds no run, so those recorded under its id are lost at once, not after the grace.
+-- `only_run`: the one run an executor's connection broke under, looked at at once.
+create or replace function code.sweep_runs(grace interval, own text default null, only_run bigint default null)
   returns integer
   language plpgsql
   security definer
@@ -33,13 +40,21 @@ declare
   run record;
   n integer := 0;
 begin
+  if grace is null or grace < interval '0' or grace > interval '1 hour' then
+    perform code.fail('HC301', 'the grace must be from 0 to 1 hour');
+  end if;
   delete from data.executors e where e.lease_expires_at < now();
   for run in
-    update data.job_runs r set status = 'lost', finished_at = now()
+    select r.id, r.job_id, r.scheduled_for, r.attempt
+      from data.job_runs r
      where r.status = 'running'
-       and not exists (select from data.executors e where e.id = r.executor_id)
-    returning r.id, r.job_id, r.scheduled_for, r.attempt
+       and (only_run is null or r.id = only_run)
+       and (r.claimed_at < now() - grace
+            or r.executor_id = own
+            or not exists (select from data.executors e where e.id = r.executor_id))
+     for update of r skip locked
   loop
+    update data.job_runs r set status = 'lost', finished_at = clock_timestamp() where r.id = run.id;
     n := n + 1;
     perform code.notify_run(run.id, run.job_id, 'lost');
     if run.attempt <= coalesce((select (j.options->>'retries')::integer from data.jobs j where j.id = run.job_id), 0) + 3 then
@@ -50,7 +65,7 @@ begin
 end;
 $$;
 
--- A stopping executor leaves; its runs, if any are still running, are lost at once.
+-- A stopping executor leaves; its runs that are not being run are lost at once.
 create or replace function code.release_executor(executor_id text)
   returns void
   language sql
@@ -58,7 +73,7 @@ create or replace function code.release_executor(executor_id text)
   set search_path = pg_catalog, pg_temp
 as $$
   delete from data.executors e where e.id = executor_id;
-  select code.expire_leases();
+  select code.sweep_runs(interval '1 hour', executor_id);
 $$;
 
 do $grants$
@@ -66,7 +81,7 @@ declare
   db constant text := current_database();
 begin
   execute format('grant execute on function code.renew_executor_lease(text,interval) to %I', db || '$api');
-  execute format('grant execute on function code.expire_leases() to %I', db || '$api');
+  execute format('grant execute on function code.sweep_runs(interval,text,bigint) to %I', db || '$api');
   execute format('grant execute on function code.release_executor(text) to %I', db || '$api');
 end;
 $grants$;

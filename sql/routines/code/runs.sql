@@ -14,9 +14,17 @@ declare
   verdict code.verdict;
   fn      pg_proc;
 begin
-  select * into run from data.job_runs r where r.id = start_run.run_id;
-  if run.id is null or run.status <> 'running' or run.executor_id is distinct from start_run.executor_id then
+  -- Locked until the run's transaction ends: code.sweep_runs passes over a run whose row is held,
+  -- and declares lost one whose row nobody holds.
+  select * into run from data.job_runs r where r.id = start_run.run_id for update;
+  if run.id is null or run.executor_id is distinct from start_run.executor_id then
     perform code.fail('HC302', format('run %s is not a claimed run of this executor', start_run.run_id));
+  end if;
+  job_id := run.job_id;
+  if run.status <> 'running' then  -- swept as lost meanwhile (and retried): nothing to do
+    done_status := 'lost';
+    return next;
+    return;
   end if;
   job_id := run.job_id;
   scheduled_for := run.scheduled_for;

@@ -14,11 +14,22 @@ create or replace function executor.release(executor_id text)
   set search_path = pg_catalog, pg_temp
 as $$ select code.release_executor(executor_id) $$;
 
+-- Runs that nobody is running become lost (code.sweep_runs); an executor sweeps at each lease
+-- renewal with a grace of a third of its lease, at its start for its own id, and for a run whose
+-- connection broke once it has a new one.
+create or replace function executor.sweep_runs(grace_seconds numeric, own text default null, only_run bigint default null)
+  returns integer
+  language sql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$ select code.sweep_runs(make_interval(secs => grace_seconds), own, only_run) $$;
+
 do $grants$
 declare
   db constant text := current_database();
 begin
   execute format('grant execute on function executor.renew_lease(text,numeric) to %I', db || '$executor');
   execute format('grant execute on function executor.release(text) to %I', db || '$executor');
+  execute format('grant execute on function executor.sweep_runs(numeric,text,bigint) to %I', db || '$executor');
 end;
 $grants$;

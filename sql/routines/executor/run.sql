@@ -73,8 +73,7 @@ begin
   status := plan.done_status;
   if status is null then
     begin
-      -- The previous run of this transaction left its "after" here (see below); else measure.
-      before := coalesce(nullif(current_setting('hardcron.tuples_changed', true), '')::bigint, executor.tuples_changed());
+      before := executor.tuples_changed();
       perform set_config('role', plan.owner, true);  -- SET LOCAL ROLE, without building SQL
       -- In the owner's frame (mgr/frames.sql): the call, its casts and defaults, and its deferred
       -- triggers, where no code can change roles.
@@ -103,17 +102,21 @@ begin
   end if;
   lateness_ms := extract(epoch from plan.started_at - plan.scheduled_for) * 1000;
   duration_ms := extract(epoch from clock_timestamp() - plan.started_at) * 1000;
-  -- Nothing the job did to the session reaches the next run on this connection, and no cursor
-  -- it declared WITH HOLD is left to run its query at COMMIT, as the executor.
+  -- Nothing the job did to the session reaches the next run on this connection (each run is its
+  -- own transaction: transaction-scoped state such as large-object descriptors, SET CONSTRAINTS
+  -- and pending notifications ends with it; this is the session-scoped rest, as DISCARD ALL,
+  -- which cannot run inside a function, would do it), and no cursor it declared WITH HOLD is
+  -- left to run its query at COMMIT, as the executor.
   execute 'close all';
   reset all;
   perform pg_advisory_unlock_all();
   unlisten *;
   discard temp;
+  discard sequences;
   deallocate all;
-  -- Set after the job and the reset, so the job cannot have changed it; transaction-local.
-  -- Empty after a failed run: its rolled-back tuples still count, so the next run measures anew.
-  perform set_config('hardcron.tuples_changed', coalesce(after::text, ''), true);
+  -- A seed the job set would make the next owner's random() predictable: reseed from the
+  -- server's strong random source (gen_random_uuid), 52 bits mapped onto setseed's [-1, 1].
+  perform setseed(((('x' || substr(md5(gen_random_uuid()::text), 1, 13))::bit(52)::bigint)::float8 / 4503599627370496.0) * 2 - 1);
   return next;
 end;
 $$;

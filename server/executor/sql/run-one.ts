@@ -1,0 +1,46 @@
+import type pg from 'pg';
+import type { ClaimedRun } from './claim-runs.ts';
+
+export interface RunOutcome {
+  readonly runId: string;
+  readonly jobId: string;
+  readonly status: string;
+  readonly latenessMs: number;
+  readonly durationMs: number;
+}
+
+interface RunRow {
+  job_id: string;
+  status: string;
+  lateness_ms: number;
+  duration_ms: number;
+}
+
+/**
+ * Runs one claimed run as one transaction in one round trip: the two statements of one simple
+ * query form an implicit transaction, so the run's statement_timeout holds for it alone, its
+ * checks, call, effects and record commit together, and an error rolls all of it back with
+ * nothing left open. Only the run id (a bigint from the database) and the executor id (quoted)
+ * are put into the text.
+ */
+export async function runOne(client: pg.ClientBase, executorId: string, run: ClaimedRun): Promise<RunOutcome> {
+  if (!/^[0-9]+$/.test(run.runId)) throw new Error(`not a run id: ${run.runId}`);
+  const results = (await client.query(
+    `set local statement_timeout = ${Math.max(1, Math.floor(run.timeoutMs))};
+     select job_id, status, lateness_ms, duration_ms from executor.run(${run.runId}, ${client.escapeLiteral(executorId)})`,
+  )) as unknown as pg.QueryResult<RunRow>[];
+  const row = results[1]?.rows[0];
+  if (!row) throw new Error(`executor.run returned nothing for run ${run.runId}`);
+  return { runId: run.runId, jobId: row.job_id, status: row.status, latenessMs: row.lateness_ms, durationMs: row.duration_ms };
+}
+
+/**
+ * Records the end of a run whose transaction failed outside the job's own error handling (its
+ * effects were rolled back with it). Only a run still `running` under this executor is recorded.
+ */
+export async function recordCrashedRun(client: pg.ClientBase, runId: string, error: { code?: string; message: string }): Promise<void> {
+  await client.query(
+    `select executor.finish_run($1, 'failed', null, error_sqlstate => $2, error_message => $3)`,
+    [runId, error.code && /^[0-9A-Z]{5}$/.test(error.code) ? error.code : '08006', error.message],
+  );
+}

@@ -1,0 +1,20 @@
+-- Each run is its own transaction, and a claimed run that nobody is running is found without
+-- waiting on anyone's locks (sql/routines/code/leases.sql, code.sweep_runs).
+--
+-- A run's transaction locks its row from its first statement to its commit. A `running` run
+-- whose row nobody holds, and that was claimed longer ago than a claim takes to reach its
+-- connection, is therefore not being run by anyone (its executor died, lost its connection or
+-- never read the claim's answer): it is declared lost and retried. `claimed_at` says how long ago.
+--
+-- The claim takes the executor's per-owner room (code.claim_runs), so its signature changes;
+-- code.expire_leases, which waited on the row locks of a cut-off executor's open batch, gives
+-- way to code.sweep_runs.
+
+select set_config('role', current_database() || '$data', true);
+alter table data.job_runs add column claimed_at timestamptz not null default now();
+reset role;
+
+-- IF EXISTS: on a fresh install the routines come after the migrations, so these never existed.
+drop function if exists executor.claim_runs(text, integer);
+drop function if exists code.claim_runs(text, integer);
+drop function if exists code.expire_leases();
