@@ -51,6 +51,15 @@ type code.verdict owner <db>$code: reason text, rule integer, message text, func
 
 -- tables and sequences
 
+table data.cancel_requests owner <db>$data
+  column run_id bigint not null
+  column requested_at timestamp with time zone not null default now()
+  column signalled_at timestamp with time zone
+  constraint cancel_requests_pkey PRIMARY KEY (run_id)
+  grant DELETE on table data.cancel_requests to <db>$code
+  grant INSERT on table data.cancel_requests to <db>$code
+  grant SELECT on table data.cancel_requests to <db>$code
+  grant UPDATE on table data.cancel_requests to <db>$code
 table data.executors owner <db>$data
   column id text not null
   column started_at timestamp with time zone not null default now()
@@ -103,7 +112,7 @@ table data.job_runs owner <db>$data
   constraint job_runs_reject_reason_check CHECK ((reject_reason = ANY (ARRAY['owner_not_eligible'::text, 'function_not_eligible'::text, 'arguments_not_eligible'::text])))
   constraint job_runs_rows_affected_check CHECK ((rows_affected >= 0))
   constraint job_runs_rows_returned_check CHECK ((rows_returned >= 0))
-  constraint job_runs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'succeeded'::text, 'failed'::text, 'rejected'::text, 'timed_out'::text, 'skipped'::text, 'lost'::text])))
+  constraint job_runs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'succeeded'::text, 'failed'::text, 'rejected'::text, 'timed_out'::text, 'skipped'::text, 'lost'::text, 'cancelled'::text])))
   CREATE INDEX job_runs_by_job ON data.job_runs (job_id, id DESC)
   CREATE INDEX job_runs_running ON data.job_runs (job_id) WHERE (status = 'running'::text)
   grant DELETE on table data.job_runs to <db>$code
@@ -502,6 +511,37 @@ grant EXECUTE on function code.caller_roles() to <db>$api
 grant EXECUTE on function code.caller_roles() to <db>$authenticator
 grant EXECUTE on function code.caller_roles() to <db>$client
 grant EXECUTE on function code.caller_roles() to <db>$executor
+
+CREATE OR REPLACE FUNCTION code.cancel_requested(run_id bigint)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$ select exists (select from data.cancel_requests c where c.run_id = cancel_requested.run_id) $function$
+-- owner <db>$code
+grant EXECUTE on function code.cancel_requested(bigint) to <db>$api
+
+CREATE OR REPLACE FUNCTION code.cancel_signalled(run_id bigint)
+ RETURNS void
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$ update data.cancel_requests c set signalled_at = now() where c.run_id = cancel_signalled.run_id $function$
+-- owner <db>$code
+grant EXECUTE on function code.cancel_signalled(bigint) to <db>$api
+
+CREATE OR REPLACE FUNCTION code.cancel_targets(executor_id text)
+ RETURNS TABLE(run_id bigint, locker xid)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select r.id, r.xmax
+    from data.cancel_requests c join data.job_runs r on r.id = c.run_id
+   where r.executor_id = cancel_targets.executor_id and r.status = 'running' and c.signalled_at is null
+$function$
+-- owner <db>$code
+grant EXECUTE on function code.cancel_targets(text) to <db>$api
 
 CREATE OR REPLACE FUNCTION code.canonical_signature(reference text)
  RETURNS text
@@ -1286,6 +1326,7 @@ begin
      set enabled = false, next_run_at = null, extra_run_at = null, retry_at = null, retry_scheduled_for = null,
          retry_attempt = null, updated_at = now()
    where j.id = job.id;
+  perform code.request_cancel(job.id);
   return job.id;
 end;
 $function$
@@ -1437,6 +1478,22 @@ end;
 $function$
 -- owner <db>$code
 grant EXECUTE on function code.renew_executor_lease(text,interval) to <db>$api
+
+CREATE OR REPLACE FUNCTION code.request_cancel(job_id bigint)
+ RETURNS void
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+begin
+  insert into data.cancel_requests (run_id)
+  select r.id from data.job_runs r where r.job_id = request_cancel.job_id and r.status = 'running'
+  on conflict do nothing;
+  if found then
+    perform pg_notify('hardcron_runs_cancelled', '');
+  end if;
+end;
+$function$
+-- owner <db>$code
 
 CREATE OR REPLACE FUNCTION code.require_eligible(verdict code.verdict, function_signature text)
  RETURNS void
@@ -1838,14 +1895,19 @@ begin
     perform code.fail('HC302', format('run %s is not a claimed run of this executor', start_run.run_id));
   end if;
   job_id := run.job_id;
+  scheduled_for := run.scheduled_for;
+  started_at := clock_timestamp();  -- recorded by finish_run: one write per run
   if run.status <> 'running' then  -- swept as lost meanwhile (and retried): nothing to do
     done_status := 'lost';
     return next;
     return;
   end if;
-  job_id := run.job_id;
-  scheduled_for := run.scheduled_for;
-  started_at := clock_timestamp();  -- recorded by finish_run: one write per run
+  if exists (select from data.cancel_requests c where c.run_id = run.id) then  -- paused or unscheduled since the claim
+    done_status := 'cancelled';
+    perform code.finish_run(run.id, done_status, started_at);
+    return next;
+    return;
+  end if;
   select * into job from data.jobs j where j.id = run.job_id;
   if job.id is null then  -- unscheduled since it was claimed
     done_status := 'skipped';
@@ -1892,6 +1954,9 @@ begin
     perform code.fail('HC301', 'the grace must be from 0 to 1 hour');
   end if;
   delete from data.executors e where e.lease_expires_at < now();
+  -- Requests to cancel runs that have ended.
+  delete from data.cancel_requests c
+   where not exists (select from data.job_runs r where r.id = c.run_id and r.status = 'running');
   for run in
     select r.id, r.job_id, r.scheduled_for, r.attempt
       from data.job_runs r
@@ -1939,6 +2004,7 @@ declare
   job data.jobs := code.job_to_change(job_id);
 begin
   delete from data.jobs j where j.id = job.id;
+  perform code.request_cancel(job.id);
   return true;
 end;
 $function$
@@ -2013,6 +2079,57 @@ end;
 $function$
 -- owner <db>$code
 
+CREATE OR REPLACE FUNCTION executor.cancel_requested(run_id bigint)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$ select code.cancel_requested(run_id) $function$
+-- owner <db>$api
+grant EXECUTE on function executor.cancel_requested(bigint) to <db>$executor
+
+CREATE OR REPLACE FUNCTION executor.cancel_requested_runs(executor_id text)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  target record;
+  n integer := 0;
+begin
+  for target in
+    select t.run_id, a.pid
+      from executor.cancel_targets(executor_id) t
+      join pg_stat_activity a on a.backend_xid = t.locker and a.usename = current_user
+  loop
+    perform executor.cancel_signalled(target.run_id);  -- first, so that no later call signals it again
+    perform pg_cancel_backend(target.pid);
+    n := n + 1;
+  end loop;
+  return n;
+end;
+$function$
+-- owner <db>$api
+grant EXECUTE on function executor.cancel_requested_runs(text) to <db>$executor
+
+CREATE OR REPLACE FUNCTION executor.cancel_signalled(run_id bigint)
+ RETURNS void
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$ select code.cancel_signalled(run_id) $function$
+-- owner <db>$api
+grant EXECUTE on function executor.cancel_signalled(bigint) to <db>$executor
+
+CREATE OR REPLACE FUNCTION executor.cancel_targets(executor_id text)
+ RETURNS TABLE(run_id bigint, locker xid)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$ select * from code.cancel_targets(executor_id) $function$
+-- owner <db>$api
+grant EXECUTE on function executor.cancel_targets(text) to <db>$executor
+
 CREATE OR REPLACE FUNCTION executor.claim_runs(executor_id text, max_runs integer, owners text[] DEFAULT '{}'::text[], room integer[] DEFAULT '{}'::integer[], per_owner integer DEFAULT 10000)
  RETURNS TABLE(run_id bigint, job_id bigint, timeout_ms integer, owner text)
  LANGUAGE sql
@@ -2030,6 +2147,22 @@ CREATE OR REPLACE FUNCTION executor.due_backlog()
 AS $function$ select code.due_backlog() $function$
 -- owner <db>$api
 grant EXECUTE on function executor.due_backlog() to <db>$executor
+
+CREATE OR REPLACE FUNCTION executor.finish_interrupted(run_id bigint, error_sqlstate text, error_message text)
+ RETURNS text
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  status text := case when code.cancel_requested(run_id) then 'cancelled' else 'failed' end;
+begin
+  perform code.finish_run(run_id, status, null, error_sqlstate => error_sqlstate, error_message => error_message);
+  return status;
+end;
+$function$
+-- owner <db>$api
+grant EXECUTE on function executor.finish_interrupted(bigint,text,text) to <db>$executor
 
 CREATE OR REPLACE FUNCTION executor.finish_run(run_id bigint, status text, started_at timestamp with time zone, rows_returned bigint DEFAULT NULL::bigint, rows_affected bigint DEFAULT NULL::bigint, error_sqlstate text DEFAULT NULL::text, error_message text DEFAULT NULL::text, error_detail text DEFAULT NULL::text, error_hint text DEFAULT NULL::text, error_context text DEFAULT NULL::text)
  RETURNS void
@@ -2116,7 +2249,8 @@ begin
         if executor.run_is_running(run_id) then
           -- A cancel (the run's statement_timeout, or the executor's watchdog) is labelled
           -- timed_out; the label changes nothing else (both outcomes follow the retry policy).
-          status := case when state = '57014' then 'timed_out' else 'failed' end;
+          -- A run asked to stop (its job paused or unscheduled) is `cancelled`, and not retried.
+          status := case when executor.cancel_requested(run_id) then 'cancelled' when state = '57014' then 'timed_out' else 'failed' end;
           perform executor.finish_run(run_id, status, plan.started_at, error_sqlstate => state, error_message => msg,
                                       error_detail => nullif(detail, ''), error_hint => nullif(hint, ''),
                                       error_context => nullif(context, ''));
@@ -2458,7 +2592,7 @@ comment on column api.job_run_events.at is 'When the run took it.'
 comment on column api.job_run_events.id is 'The event''s id: a subscription resumes after the last id it received.'
 comment on column api.job_run_events.job_id is 'The run''s job.'
 comment on column api.job_run_events.run_id is 'The run that changed state.'
-comment on column api.job_run_events.status is 'The status the run took: running, succeeded, failed, rejected, timed_out, skipped or lost.'
+comment on column api.job_run_events.status is 'The status the run took: running, succeeded, failed, rejected, timed_out, skipped, lost or cancelled.'
 comment on column api.job_runs.attempt is '0 for the occurrence itself, 1 and up for retries.'
 comment on column api.job_runs.error_sqlstate is 'The SQLSTATE of a failed run.'
 comment on column api.job_runs.executor_id is 'The executor that ran it.'
@@ -2466,7 +2600,7 @@ comment on column api.job_runs.reject_reason is 'Why the executor refused to cal
 comment on column api.job_runs.rows_affected is 'Tuples the run inserted, updated and deleted.'
 comment on column api.job_runs.rows_returned is 'Rows the call returned (the output itself is never stored).'
 comment on column api.job_runs.scheduled_for is 'The occurrence this run is for.'
-comment on column api.job_runs.status is 'running, succeeded, failed, rejected, timed_out, skipped or lost.'
+comment on column api.job_runs.status is 'running, succeeded, failed, rejected, timed_out, skipped, lost or cancelled.'
 comment on column api.jobs.arguments is 'The arguments of the call, a JSON array with one element per parameter.'
 comment on column api.jobs.enabled is 'False while paused.'
 comment on column api.jobs.function_signature is 'The function called, schema-qualified with argument types, e.g. billing.close_day(date).'

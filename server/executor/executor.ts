@@ -5,6 +5,7 @@ import { createLogger, type Logger } from '../logger.ts';
 import { ExecutorMetrics } from './metrics.ts';
 import { resolveExecutorOptions, type ExecutorOptions, type ResolvedExecutorOptions } from './options.ts';
 import { cancelBackends } from './sql/cancel-backends.ts';
+import { cancelRequestedRuns, listenRunsCancelled, RUNS_CANCELLED_CHANNEL } from './sql/cancel-requested-runs.ts';
 import { claimRuns, type ClaimedRun } from './sql/claim-runs.ts';
 import { dueBacklog } from './sql/due-backlog.ts';
 import { releaseLease, renewLease } from './sql/lease.ts';
@@ -12,7 +13,7 @@ import { listenJobsChanged } from './sql/listen-jobs-changed.ts';
 import { msUntilNextDue } from './sql/next-due-at.ts';
 import { ping } from './sql/ping.ts';
 import { pruneRunEvents } from './sql/prune-run-events.ts';
-import { recordCrashedRun, runOne, type RunOutcome } from './sql/run-one.ts';
+import { recordInterruptedRun, runOne, type RunOutcome } from './sql/run-one.ts';
 import { sweepRuns } from './sql/sweep-runs.ts';
 import { terminateBackends } from './sql/terminate-backends.ts';
 import { Waker } from './waker.ts';
@@ -57,6 +58,7 @@ export class Executor {
   private claimer: pg.Client | undefined;
   private leaseTimer: NodeJS.Timeout | undefined;
   private watchdog: NodeJS.Timeout | undefined;
+  private cancelPoll: NodeJS.Timeout | undefined;
   private dispatcher: Promise<void> | undefined;
   private readonly slots: Slot[];
   /** Runs started and not yet finished, by owner. */
@@ -103,6 +105,11 @@ export class Executor {
     await sweepRuns(this.control, this.graceSeconds(), this.id);
     this.leaseTimer = setInterval(() => void this.onLeaseTick(), (this.options.leaseSeconds * 1000) / 3);
     this.watchdog = setInterval(() => void this.cancelOverrunRuns(), 250);
+    // Without LISTEN, requests to cancel runs (paused or unscheduled jobs) are looked for while
+    // runs are going, once per poll interval.
+    this.cancelPoll = setInterval(() => {
+      if (this.slots.some((slot) => slot.run)) void this.cancelRequested();
+    }, this.options.pollIntervalMs);
     this.dispatcher = this.dispatch();
     this.logger.info(
       { executorId: this.id, concurrency: this.options.concurrency, maxRunsPerOwner: this.options.maxRunsPerOwner, listen: this.options.listen },
@@ -132,6 +139,7 @@ export class Executor {
     }
     clearInterval(this.leaseTimer);
     clearInterval(this.watchdog);
+    clearInterval(this.cancelPoll);
     try {
       if (this.control) await releaseLease(this.control, this.id);
     } catch (error) {
@@ -183,8 +191,12 @@ export class Executor {
     const client = await this.connect();
     await renewLease(client, this.id, this.options.leaseSeconds);
     if (this.options.listen) {
-      client.on('notification', () => this.waker.wakeAll());
+      client.on('notification', (message) => {
+        if (message.channel === RUNS_CANCELLED_CHANNEL) void this.cancelRequested();
+        else this.waker.wakeAll();
+      });
       await listenJobsChanged(client);
+      await listenRunsCancelled(client);
     }
     client.on('end', () => {
       if (this.control === client) this.control = undefined;
@@ -224,6 +236,18 @@ export class Executor {
     this.logger.warn({ pids }, 'cancelling runs past their deadline');
     for (const slot of overrun) slot.deadline = now + this.options.cancelMarginMs;
     await this.controlQuery((control) => cancelBackends(control, pids)).catch(() => {});
+  }
+
+  /** Cancels the runs of this executor whose job was paused or unscheduled. */
+  private async cancelRequested(): Promise<void> {
+    try {
+      await this.controlQuery(async (control) => {
+        const cancelled = await cancelRequestedRuns(control, this.id);
+        if (cancelled > 0) this.logger.info({ runs: cancelled }, 'cancelled runs of paused or unscheduled jobs');
+      });
+    } catch (error) {
+      this.logger.warn({ err: describe(error) }, 'could not look for runs to cancel');
+    }
   }
 
   private backoff(attempt: number): Promise<void> {
@@ -306,8 +330,8 @@ export class Executor {
         return;
       }
       try {
-        await recordCrashedRun(client, run.runId, describe(error));
-        this.report({ runId: run.runId, jobId: run.jobId, status: 'failed', latenessMs: 0, durationMs: 0 });
+        const status = await recordInterruptedRun(client, run.runId, describe(error));
+        this.report({ runId: run.runId, jobId: run.jobId, status, latenessMs: 0, durationMs: 0 });
       } catch (recordError) {
         // HC303: no longer running (swept as lost meanwhile): nothing to do.
         this.logger.warn({ runId: run.runId, err: describe(recordError) }, 'run not recorded after its failure');

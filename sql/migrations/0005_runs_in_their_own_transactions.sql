@@ -18,3 +18,24 @@ reset role;
 drop function if exists executor.claim_runs(text, integer);
 drop function if exists code.claim_runs(text, integer);
 drop function if exists code.expire_leases();
+
+-- Pausing or unscheduling a job cancels its running run, which is recorded `cancelled`. The
+-- request is a row (code.request_cancel), so that it reaches a run that has been claimed but not
+-- started as well as one that is running, and survives a missed notification.
+select set_config('role', current_database() || '$data', true);
+alter table data.job_runs drop constraint job_runs_status_check;
+alter table data.job_runs add constraint job_runs_status_check
+  check (status in ('running', 'succeeded', 'failed', 'rejected', 'timed_out', 'skipped', 'lost', 'cancelled'));
+create table data.cancel_requests (
+  run_id       bigint      primary key,
+  requested_at timestamptz not null default now(),
+  -- When the backend running it was signalled: once only, or a second cancel could interrupt
+  -- the run while it records that it was cancelled.
+  signalled_at timestamptz
+);
+do $grants$
+begin
+  execute format('grant select, insert, update, delete on data.cancel_requests to %I', current_database() || '$code');
+end;
+$grants$;
+reset role;

@@ -58,6 +58,8 @@ describe('run events', () => {
     await createOwner(db(), 'work', `
       create function work.instant() returns void security definer set search_path = pg_catalog, pg_temp
         language sql as $$ select $$;
+      create function work.nap() returns void security definer set search_path = pg_catalog, pg_temp
+        language sql as $$ select pg_sleep(600) $$;
       create function work.fail() returns void security definer set search_path = pg_catalog, pg_temp
         language sql as $$ select 1 / 0 $$;`);
     await db().addUser('alice', { scheduler: true, memberOf: ['work'] });
@@ -78,7 +80,7 @@ describe('run events', () => {
   test('a user who sees no jobs LISTENs on every channel hardcron notifies, while jobs run, and learns nothing', async () => {
     const channels = hardcronChannels();
     // A new channel must be looked at here (and carry nothing either).
-    expect(channels).toEqual(['hardcron_jobs_changed', 'hardcron_run_events']);
+    expect(channels).toEqual(['hardcron_jobs_changed', 'hardcron_run_events', 'hardcron_runs_cancelled']);
     const mallory = await db().login('mallory');
     const heard: Array<{ channel: string; payload: string }> = [];
     mallory.on('notification', (message) => heard.push({ channel: message.channel, payload: message.payload ?? '' }));
@@ -86,12 +88,17 @@ describe('run events', () => {
 
     const jobs = [await runNow(alice, 'work.instant()'), await runNow(alice, 'work.fail()'), await runNow(alice, 'work.instant()')];
     for (const job of jobs) await finishedRuns(db(), job);
+    // A run cancelled by its job's pause: the third channel.
+    const napping = await runNow(alice, 'work.nap()');
+    await waitFor(db(), `select count(*) = 1 as done from data.job_runs where job_id = $1 and status = 'running'`, [napping]);
+    await alice.query('select api.pause_job($1)', [napping]);
+    await finishedRuns(db(), napping);
     // Notifications arrive in commit order: once mallory has these, she has everything before.
     for (const channel of channels) await db().admin.query('select pg_catalog.pg_notify($1, $2)', [channel, 'sentinel']);
     await eventually('the sentinels', async () => (channels.every((c) => heard.some((h) => h.channel === c && h.payload === 'sentinel')) ? true : undefined));
 
     const real = heard.filter((h) => h.payload !== 'sentinel');
-    expect(new Set(real.map((h) => h.channel))).toEqual(new Set(channels)); // she did hear both channels
+    expect(new Set(real.map((h) => h.channel))).toEqual(new Set(channels)); // she did hear every channel
     expect(new Set(real.map((h) => h.payload))).toEqual(new Set([''])); // and nothing in them
     for (const view of ['api.job_run_events', 'api.job_runs', 'api.jobs']) {
       expect([view, (await mallory.query(`select count(*)::int as n from ${view}`)).rows[0].n]).toEqual([view, 0]);

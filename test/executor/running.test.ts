@@ -100,6 +100,24 @@ describe('the executor runs jobs as their owners and records one outcome per run
     expect((await db().admin.query(`select count(*)::int as n from jobs.effects where note = 'slept'`)).rows[0].n).toBe(0);
   });
 
+  test.each([
+    ['pausing', 'api.pause_job'],
+    ['unscheduling', 'api.unschedule_job'],
+  ])('%s a job cancels its running run: cancelled, not retried, nothing kept', async (_, how) => {
+    const slow = await runNow(alice, 'jobs.sleep(float8)', [600], { retries: 3 });
+    await waitFor(db(), `select count(*) = 1 as done from pg_stat_activity
+                          where datname = current_database() and application_name like 'hardcron executor%'
+                            and wait_event = 'PgSleep'`);
+    await alice.query(`select ${how}($1)`, [slow]);
+    const [run] = await finishedRuns(db(), slow);
+    expect(run).toMatchObject({ status: 'cancelled', attempt: 1, error_sqlstate: '57014' });
+    expect((await db().admin.query(`select count(*)::int as n from jobs.effects where note = 'slept'`)).rows[0].n).toBe(0);
+    // Not retried: nothing of the job is due any more.
+    expect((await db().admin.query(`select count(*)::int as n from data.jobs where id = $1 and retry_at is not null`, [slow])).rows[0].n).toBe(0);
+    const next = await runNow(alice, 'jobs.note(text)', [`after ${how}`]);
+    expect((await finishedRuns(db(), next))[0]?.status).toBe('succeeded');
+  });
+
   test('a job cannot kill its own backend: the backend is the executor\'s, not the owner\'s', async () => {
     const killer = await runNow(alice, 'jobs.kill_own_backend()');
     const next = await runNow(alice, 'jobs.note(text)', ['after the kill attempt']);

@@ -20,6 +20,9 @@ export async function executorUrl(db: TestDatabase): Promise<string> {
 export async function startExecutor(db: TestDatabase | null, options: Partial<ExecutorOptions> = {}): Promise<Executor> {
   const executor = new Executor({
     pollIntervalMs: 100,
+    // TEST_EXECUTOR_LISTEN=false runs every executor test polling only, as on engines without
+    // LISTEN/NOTIFY (CI does, once more after the full suite).
+    listen: process.env.TEST_EXECUTOR_LISTEN !== 'false',
     logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
     ...options,
     connectionString: options.connectionString ?? (db ? await executorUrl(db) : ''),

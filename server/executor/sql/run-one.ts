@@ -36,11 +36,14 @@ export async function runOne(client: pg.ClientBase, executorId: string, run: Cla
 
 /**
  * Records the end of a run whose transaction failed outside the job's own error handling (its
- * effects were rolled back with it). Only a run still `running` under this executor is recorded.
+ * effects were rolled back with it): `cancelled` if its job was paused or unscheduled, else
+ * `failed`. Only a run still `running` is recorded. Returns the status recorded.
  */
-export async function recordCrashedRun(client: pg.ClientBase, runId: string, error: { code?: string; message: string }): Promise<void> {
-  await client.query(
-    `select executor.finish_run($1, 'failed', null, error_sqlstate => $2, error_message => $3)`,
-    [runId, error.code && /^[0-9A-Z]{5}$/.test(error.code) ? error.code : '08006', error.message],
-  );
+export async function recordInterruptedRun(client: pg.ClientBase, runId: string, error: { code?: string; message: string }): Promise<string> {
+  const { rows } = await client.query<{ status: string }>('select executor.finish_interrupted($1, $2, $3) as status', [
+    runId,
+    error.code && /^[0-9A-Z]{5}$/.test(error.code) ? error.code : '08006',
+    error.message,
+  ]);
+  return rows[0]?.status ?? 'failed';
 }

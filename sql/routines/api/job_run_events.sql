@@ -32,7 +32,7 @@ comment on column api.job_run_events.run_id is 'The run that changed state.';
 
 comment on column api.job_run_events.job_id is 'The run''s job.';
 
-comment on column api.job_run_events.status is 'The status the run took: running, succeeded, failed, rejected, timed_out, skipped or lost.';
+comment on column api.job_run_events.status is 'The status the run took: running, succeeded, failed, rejected, timed_out, skipped, lost or cancelled.';
 
 comment on column api.job_run_events.at is 'When the run took it.';
 

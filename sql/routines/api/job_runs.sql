@@ -18,7 +18,7 @@ One run of a job: an occurrence the executor took, with its outcome.$$;
 
 comment on column api.job_runs.scheduled_for is 'The occurrence this run is for.';
 
-comment on column api.job_runs.status is 'running, succeeded, failed, rejected, timed_out, skipped or lost.';
+comment on column api.job_runs.status is 'running, succeeded, failed, rejected, timed_out, skipped, lost or cancelled.';
 
 comment on column api.job_runs.attempt is '0 for the occurrence itself, 1 and up for retries.';
 

@@ -198,6 +198,7 @@ begin
      set enabled = false, next_run_at = null, extra_run_at = null, retry_at = null, retry_scheduled_for = null,
          retry_attempt = null, updated_at = now()
    where j.id = job.id;
+  perform code.request_cancel(job.id);
   return job.id;
 end;
 $$;
@@ -256,6 +257,7 @@ declare
   job data.jobs := code.job_to_change(job_id);
 begin
   delete from data.jobs j where j.id = job.id;
+  perform code.request_cancel(job.id);
   return true;
 end;
 $$;

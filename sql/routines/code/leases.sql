@@ -44,6 +44,9 @@ begin
     perform code.fail('HC301', 'the grace must be from 0 to 1 hour');
   end if;
   delete from data.executors e where e.lease_expires_at < now();
+  -- Requests to cancel runs that have ended.
+  delete from data.cancel_requests c
+   where not exists (select from data.job_runs r where r.id = c.run_id and r.status = 'running');
   for run in
     select r.id, r.job_id, r.scheduled_for, r.attempt
       from data.job_runs r

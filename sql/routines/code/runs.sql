@@ -21,14 +21,19 @@ begin
     perform code.fail('HC302', format('run %s is not a claimed run of this executor', start_run.run_id));
   end if;
   job_id := run.job_id;
+  scheduled_for := run.scheduled_for;
+  started_at := clock_timestamp();  -- recorded by finish_run: one write per run
   if run.status <> 'running' then  -- swept as lost meanwhile (and retried): nothing to do
     done_status := 'lost';
     return next;
     return;
   end if;
-  job_id := run.job_id;
-  scheduled_for := run.scheduled_for;
-  started_at := clock_timestamp();  -- recorded by finish_run: one write per run
+  if exists (select from data.cancel_requests c where c.run_id = run.id) then  -- paused or unscheduled since the claim
+    done_status := 'cancelled';
+    perform code.finish_run(run.id, done_status, started_at);
+    return next;
+    return;
+  end if;
   select * into job from data.jobs j where j.id = run.job_id;
   if job.id is null then  -- unscheduled since it was claimed
     done_status := 'skipped';
@@ -124,6 +129,57 @@ as $$
   select coalesce((select r.status = 'running' from data.job_runs r where r.id = run_is_running.run_id for update), false)
 $$;
 
+-- Pausing or unscheduling a job cancels its running runs: a request per run, which a run not
+-- yet started finds in code.start_run, and a notification (empty, like every other) on which
+-- executors cancel the backends running them (executor.cancel_requested_runs).
+create or replace function code.request_cancel(job_id bigint)
+  returns void
+  language plpgsql
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  insert into data.cancel_requests (run_id)
+  select r.id from data.job_runs r where r.job_id = request_cancel.job_id and r.status = 'running'
+  on conflict do nothing;
+  if found then
+    perform pg_notify('hardcron_runs_cancelled', '');
+  end if;
+end;
+$$;
+
+-- Whether the run was asked to stop: its cancel then reads `cancelled`, not `timed_out`.
+create or replace function code.cancel_requested(run_id bigint)
+  returns boolean
+  language sql
+  stable
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$ select exists (select from data.cancel_requests c where c.run_id = cancel_requested.run_id) $$;
+
+-- The transactions running this executor's runs that were asked to stop and not yet signalled:
+-- the transaction ids holding their rows (code.start_run locks a run's row for its whole
+-- transaction). A backend is then found by the transaction it is in, never by a connection that
+-- may have moved on to another run.
+create or replace function code.cancel_targets(executor_id text)
+  returns table (run_id bigint, locker xid)
+  language sql
+  stable
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+  select r.id, r.xmax
+    from data.cancel_requests c join data.job_runs r on r.id = c.run_id
+   where r.executor_id = cancel_targets.executor_id and r.status = 'running' and c.signalled_at is null
+$$;
+
+-- Records that the backend running the run is being signalled (see data.cancel_requests).
+create or replace function code.cancel_signalled(run_id bigint)
+  returns void
+  language sql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$ update data.cancel_requests c set signalled_at = now() where c.run_id = cancel_signalled.run_id $$;
+
 do $grants$
 declare
   db constant text := current_database();
@@ -131,5 +187,8 @@ begin
   execute format('grant execute on function code.start_run(bigint,text) to %I', db || '$api');
   execute format('grant execute on function code.finish_run(bigint,text,timestamp with time zone,bigint,bigint,text,text,text,text,text,text) to %I', db || '$api');
   execute format('grant execute on function code.run_is_running(bigint) to %I', db || '$api');
+  execute format('grant execute on function code.cancel_requested(bigint) to %I', db || '$api');
+  execute format('grant execute on function code.cancel_targets(text) to %I', db || '$api');
+  execute format('grant execute on function code.cancel_signalled(bigint) to %I', db || '$api');
 end;
 $grants$;

@@ -91,7 +91,8 @@ begin
         if executor.run_is_running(run_id) then
           -- A cancel (the run's statement_timeout, or the executor's watchdog) is labelled
           -- timed_out; the label changes nothing else (both outcomes follow the retry policy).
-          status := case when state = '57014' then 'timed_out' else 'failed' end;
+          -- A run asked to stop (its job paused or unscheduled) is `cancelled`, and not retried.
+          status := case when executor.cancel_requested(run_id) then 'cancelled' when state = '57014' then 'timed_out' else 'failed' end;
           perform executor.finish_run(run_id, status, plan.started_at, error_sqlstate => state, error_message => msg,
                                       error_detail => nullif(detail, ''), error_hint => nullif(hint, ''),
                                       error_context => nullif(context, ''));
@@ -121,6 +122,71 @@ begin
 end;
 $$;
 
+-- Records a run whose transaction failed outside the job's own error handling (a cancel that
+-- came between the job and its record, say): `cancelled` if it was asked to stop, else `failed`.
+-- Decided by the run's state, never by the error's SQLSTATE.
+create or replace function executor.finish_interrupted(run_id bigint, error_sqlstate text, error_message text)
+  returns text
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  status text := case when code.cancel_requested(run_id) then 'cancelled' else 'failed' end;
+begin
+  perform code.finish_run(run_id, status, null, error_sqlstate => error_sqlstate, error_message => error_message);
+  return status;
+end;
+$$;
+
+create or replace function executor.cancel_requested(run_id bigint)
+  returns boolean
+  language sql
+  stable
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$ select code.cancel_requested(run_id) $$;
+
+-- Cancels the backends running this executor's runs that were asked to stop, found by the
+-- transaction holding each run's row. Security invoker: $executor signals its own backends.
+create or replace function executor.cancel_requested_runs(executor_id text)
+  returns integer
+  language plpgsql
+  security invoker
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  target record;
+  n integer := 0;
+begin
+  for target in
+    select t.run_id, a.pid
+      from executor.cancel_targets(executor_id) t
+      join pg_stat_activity a on a.backend_xid = t.locker and a.usename = current_user
+  loop
+    perform executor.cancel_signalled(target.run_id);  -- first, so that no later call signals it again
+    perform pg_cancel_backend(target.pid);
+    n := n + 1;
+  end loop;
+  return n;
+end;
+$$;
+
+create or replace function executor.cancel_signalled(run_id bigint)
+  returns void
+  language sql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$ select code.cancel_signalled(run_id) $$;
+
+create or replace function executor.cancel_targets(executor_id text)
+  returns table (run_id bigint, locker xid)
+  language sql
+  stable
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$ select * from code.cancel_targets(executor_id) $$;
+
 do $grants$
 declare
   db constant text := current_database();
@@ -130,5 +196,10 @@ begin
   execute format('grant execute on function executor.tuples_changed() to %I', db || '$executor');
   execute format('grant execute on function executor.run_is_running(bigint) to %I', db || '$executor');
   execute format('grant execute on function executor.run(bigint,text) to %I', db || '$executor');
+  execute format('grant execute on function executor.cancel_requested(bigint) to %I', db || '$executor');
+  execute format('grant execute on function executor.cancel_requested_runs(text) to %I', db || '$executor');
+  execute format('grant execute on function executor.cancel_targets(text) to %I', db || '$executor');
+  execute format('grant execute on function executor.cancel_signalled(bigint) to %I', db || '$executor');
+  execute format('grant execute on function executor.finish_interrupted(bigint,text,text) to %I', db || '$executor');
 end;
 $grants$;
