@@ -619,21 +619,43 @@ end;
 $function$
 -- owner <db>$code
 
-CREATE OR REPLACE FUNCTION code.catch_up(spec code.cron_spec, zone text, due timestamp with time zone, now_at timestamp with time zone, OUT newest timestamp with time zone, OUT following timestamp with time zone, OUT missed integer)
+CREATE OR REPLACE FUNCTION code.catch_up(spec code.cron_spec, zone text, due timestamp with time zone, now_at timestamp with time zone, keep integer, OUT newest timestamp with time zone, OUT following timestamp with time zone, OUT oldest_kept timestamp with time zone)
  RETURNS record
  LANGUAGE plpgsql
  STABLE
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
+declare
+  span  interval := interval '1 second';
+  start timestamptz;
+  last  timestamptz[];  -- the newest `keep` occurrences of the window, oldest first
+  seen  integer;
+  t     timestamptz;
 begin
-  newest := due;
-  missed := 0;
   following := code.cron_next(spec, zone, due);
-  while following <= now_at and missed < 10000 loop
-    newest := following;
-    missed := missed + 1;
-    following := code.cron_next(spec, zone, following);
+  if following > now_at then  -- not behind: the due occurrence is the newest
+    newest := due;
+    oldest_kept := due;
+    return;
+  end if;
+  keep := greatest(keep, 1);
+  loop
+    start := greatest(due, now_at - span);
+    last := '{}';
+    seen := 0;
+    t := code.cron_next(spec, zone, start);
+    while t <= now_at loop
+      seen := seen + 1;
+      last := last || t;
+      if cardinality(last) > keep then last := last[2:]; end if;
+      t := code.cron_next(spec, zone, t);
+    end loop;
+    exit when start = due or seen >= keep;
+    span := span * 2;
   end loop;
+  newest := last[cardinality(last)];
+  following := t;
+  oldest_kept := case when seen >= keep then last[1] else due end;
 end;
 $function$
 -- owner <db>$code
@@ -1360,7 +1382,8 @@ begin
     plan.next_run_at := null;  -- a one-off job has run
   else
     spec := code.parse_cron(job.schedule);
-    catch := code.catch_up(spec, job.time_zone, job.next_run_at, now());
+    catch := code.catch_up(spec, job.time_zone, job.next_run_at, now(),
+                           case when job.options->>'missed' = 'all' then (job.options->>'max_missed')::integer else 1 end);
     plan.occurrence := catch.newest;
     plan.next_run_at := catch.following;
     case job.options->>'missed'
@@ -1369,10 +1392,7 @@ begin
       when 'none' then
         skip := plan.occurrence < now() - interval '1 minute';
       else  -- 'all': oldest first, keeping at most max_missed of the occurrences due
-        plan.occurrence := job.next_run_at;
-        for i in 1 .. catch.missed + 1 - (job.options->>'max_missed')::integer loop
-          plan.occurrence := code.cron_next(spec, job.time_zone, plan.occurrence);
-        end loop;
+        plan.occurrence := catch.oldest_kept;
         plan.next_run_at := code.cron_next(spec, job.time_zone, plan.occurrence);
     end case;
   end if;

@@ -18,6 +18,8 @@ reset role;
 drop function if exists executor.claim_runs(text, integer);
 drop function if exists code.claim_runs(text, integer);
 drop function if exists code.expire_leases();
+-- Catching up finds the newest occurrence directly (sql/routines/code/claim.sql): new arguments.
+drop function if exists code.catch_up(code.cron_spec, text, timestamptz, timestamptz);
 
 -- Pausing or unscheduling a job cancels its running run, which is recorded `cancelled`. The
 -- request is a row (code.request_cancel), so that it reaches a run that has been claimed but not

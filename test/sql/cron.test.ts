@@ -443,3 +443,62 @@ interface Mismatch {
   sql: string[] | string;
   cronParser: string[] | string;
 }
+
+/**
+ * Catching up after an outage (code.catch_up, used by every claim of a cron job) finds the
+ * newest occurrence without stepping through the missed ones: its cost, counted in calls of
+ * code.cron_next, stays about the same whether the job is behind by an hour or by a year,
+ * while the occurrences missed grow from thousands to hundreds of thousands.
+ */
+describe('catching up costs the same after an hour or a year', () => {
+  const db = useTestDatabase();
+
+  interface CatchUp {
+    newest: Date;
+    following: Date;
+    oldest_kept: Date;
+    calls: number;
+  }
+
+  async function catchUp(schedule: string, behind: string, keep: number): Promise<CatchUp> {
+    const { admin } = db();
+    await admin.query('begin');
+    try {
+      await admin.query(`set local track_functions = 'all'`);
+      // A fixed "now" on a whole minute, so that the expected occurrences are exact.
+      const { rows } = await admin.query<CatchUp>(
+        `with c as (select * from code.catch_up(code.parse_cron($1), 'UTC', timestamptz '2026-11-25 12:00:00+00' - $2::interval,
+                                                 timestamptz '2026-11-25 12:00:00+00', $3))
+         select c.newest, c.following, c.oldest_kept,
+                pg_stat_get_xact_function_calls('code.cron_next(code.cron_spec, text, timestamptz)'::regprocedure)::int as calls
+           from c`,
+        [schedule, behind, keep],
+      );
+      return rows[0] as CatchUp;
+    } finally {
+      await admin.query('rollback');
+    }
+  }
+
+  test.each([
+    ['* * * * * *', '1 hour', 3_600],
+    ['* * * * * *', '7 days', 604_800],
+    ['* * * * *', '7 days', 10_080],
+    ['* * * * *', '365 days', 525_600],
+    ['0 3 * * *', '365 days', 365],
+  ])('%s behind by %s (%i occurrences missed): the newest occurrence in a few dozen steps', async (schedule, behind) => {
+    const result = await catchUp(schedule, behind, 1);
+    const now = new Date('2026-11-25T12:00:00Z');
+    const newest = schedule === '0 3 * * *' ? new Date('2026-11-25T03:00:00Z') : now;
+    expect(result.newest).toEqual(newest);
+    expect(result.following.getTime()).toBeGreaterThan(now.getTime());
+    expect(result.calls).toBeLessThanOrEqual(64);
+  });
+
+  test("missed: 'all' keeps the last max_missed occurrences, found the same way", async () => {
+    const result = await catchUp('* * * * * *', '7 days', 100);
+    expect(result.newest).toEqual(new Date('2026-11-25T12:00:00Z'));
+    expect(result.oldest_kept).toEqual(new Date('2026-11-25T11:58:21Z')); // 100 occurrences up to 12:00:00
+    expect(result.calls).toBeLessThanOrEqual(600);
+  });
+});

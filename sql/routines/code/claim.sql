@@ -2,23 +2,50 @@
 -- LOCKED), advances them and inserts their runs. What a claim means for one job (which
 -- occurrence, which attempt, the job's next state, skip or run) is decided by code.plan_claim.
 
--- The newest occurrence of a cron at or before `now`, starting from the due occurrence `due`
--- (bounded: at most 10,000 steps), and the one after it.
-create or replace function code.catch_up(spec code.cron_spec, zone text, due timestamptz, now_at timestamptz,
-                              out newest timestamptz, out following timestamptz, out missed integer)
+-- The newest occurrence of a cron at or before `now_at`, starting from the due occurrence `due`,
+-- and the one after it, found without stepping through every missed occurrence: a window ending
+-- at `now_at` doubles (1 s, 2 s, 4 s, ...) until it holds an occurrence, and only the occurrences
+-- inside it are stepped through. So catching up costs about log2 of the gap to the newest
+-- occurrence, whether the executors were away for a minute or a year. `oldest_kept`: the first of
+-- the last `keep` occurrences up to the newest (`missed: all` runs those), or `due` when fewer
+-- have passed; the window then doubles until it holds `keep` of them.
+create or replace function code.catch_up(spec code.cron_spec, zone text, due timestamptz, now_at timestamptz, keep integer,
+                              out newest timestamptz, out following timestamptz, out oldest_kept timestamptz)
   language plpgsql
   stable
   set search_path = pg_catalog, pg_temp
 as $$
+declare
+  span  interval := interval '1 second';
+  start timestamptz;
+  last  timestamptz[];  -- the newest `keep` occurrences of the window, oldest first
+  seen  integer;
+  t     timestamptz;
 begin
-  newest := due;
-  missed := 0;
   following := code.cron_next(spec, zone, due);
-  while following <= now_at and missed < 10000 loop
-    newest := following;
-    missed := missed + 1;
-    following := code.cron_next(spec, zone, following);
+  if following > now_at then  -- not behind: the due occurrence is the newest
+    newest := due;
+    oldest_kept := due;
+    return;
+  end if;
+  keep := greatest(keep, 1);
+  loop
+    start := greatest(due, now_at - span);
+    last := '{}';
+    seen := 0;
+    t := code.cron_next(spec, zone, start);
+    while t <= now_at loop
+      seen := seen + 1;
+      last := last || t;
+      if cardinality(last) > keep then last := last[2:]; end if;
+      t := code.cron_next(spec, zone, t);
+    end loop;
+    exit when start = due or seen >= keep;
+    span := span * 2;
   end loop;
+  newest := last[cardinality(last)];
+  following := t;
+  oldest_kept := case when seen >= keep then last[1] else due end;
 end;
 $$;
 
@@ -51,7 +78,8 @@ begin
     plan.next_run_at := null;  -- a one-off job has run
   else
     spec := code.parse_cron(job.schedule);
-    catch := code.catch_up(spec, job.time_zone, job.next_run_at, now());
+    catch := code.catch_up(spec, job.time_zone, job.next_run_at, now(),
+                           case when job.options->>'missed' = 'all' then (job.options->>'max_missed')::integer else 1 end);
     plan.occurrence := catch.newest;
     plan.next_run_at := catch.following;
     case job.options->>'missed'
@@ -60,10 +88,7 @@ begin
       when 'none' then
         skip := plan.occurrence < now() - interval '1 minute';
       else  -- 'all': oldest first, keeping at most max_missed of the occurrences due
-        plan.occurrence := job.next_run_at;
-        for i in 1 .. catch.missed + 1 - (job.options->>'max_missed')::integer loop
-          plan.occurrence := code.cron_next(spec, job.time_zone, plan.occurrence);
-        end loop;
+        plan.occurrence := catch.oldest_kept;
         plan.next_run_at := code.cron_next(spec, job.time_zone, plan.occurrence);
     end case;
   end if;
