@@ -67,6 +67,7 @@ export const ENV_SCHEMA = z
     EXECUTOR_DATABASE_URL: postgresUrl('EXECUTOR_DATABASE_URL'),
     HARDCRON_EXECUTOR_CONCURRENCY: whole(EXECUTOR_SETTINGS.concurrency),
     HARDCRON_EXECUTOR_MAX_RUNS_PER_OWNER: whole(EXECUTOR_SETTINGS.maxRunsPerOwner),
+    HARDCRON_EXECUTOR_MAX_RUN_SECONDS: whole(EXECUTOR_SETTINGS.maxRunSeconds),
     HARDCRON_EXECUTOR_BATCH_SIZE: whole(EXECUTOR_SETTINGS.batchSize),
     HARDCRON_EXECUTOR_POLL_MS: whole(EXECUTOR_SETTINGS.pollIntervalMs),
     HARDCRON_EXECUTOR_LISTEN: boolean,
@@ -204,6 +205,7 @@ export function executorConfig(env: Env, flags: ExecutorFlags): ExecutorConfig {
       executorId: flag('--id', 'HARDCRON_EXECUTOR_ID', flags.id) ?? environment.HARDCRON_EXECUTOR_ID,
       listen: flags['no-listen'] ? false : environment.HARDCRON_EXECUTOR_LISTEN,
       concurrency: flag('--concurrency', 'HARDCRON_EXECUTOR_CONCURRENCY', flags.concurrency) ?? environment.HARDCRON_EXECUTOR_CONCURRENCY,
+      maxRunSeconds: environment.HARDCRON_EXECUTOR_MAX_RUN_SECONDS,
       maxRunsPerOwner:
         flag('--max-runs-per-owner', 'HARDCRON_EXECUTOR_MAX_RUNS_PER_OWNER', flags['max-runs-per-owner']) ?? environment.HARDCRON_EXECUTOR_MAX_RUNS_PER_OWNER,
       batchSize: flag('--batch-size', 'HARDCRON_EXECUTOR_BATCH_SIZE', flags['batch-size']) ?? environment.HARDCRON_EXECUTOR_BATCH_SIZE,

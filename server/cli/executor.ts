@@ -19,6 +19,7 @@ Environment (flags win):
   EXECUTOR_DATABASE_URL          postgres://<db>$executor:<password>@host/<db> (required)
   HARDCRON_EXECUTOR_CONCURRENCY  connections running runs in parallel, each run its own transaction (default ${EXECUTOR_SETTINGS.concurrency.default})
   HARDCRON_EXECUTOR_MAX_RUNS_PER_OWNER  most of those one owner's runs may hold at once (default: half of them, at least 1)
+  HARDCRON_EXECUTOR_MAX_RUN_SECONDS  the longest a run may take, whatever its job's timeout (default ${EXECUTOR_SETTINGS.maxRunSeconds.default})
   HARDCRON_EXECUTOR_BATCH_SIZE   most runs claimed at once (default ${EXECUTOR_SETTINGS.batchSize.default})
   HARDCRON_EXECUTOR_POLL_MS      longest idle sleep; the polling fallback (default ${EXECUTOR_SETTINGS.pollIntervalMs.default})
   HARDCRON_EXECUTOR_LISTEN       false: no LISTEN/NOTIFY, polling only (default true)

@@ -319,9 +319,11 @@ export class Executor {
       return;
     }
     const client = slot.client;
-    slot.deadline = Date.now() + run.timeoutMs + this.options.cancelMarginMs;
+    // The job's timeout, within the operator's ceiling.
+    const timeoutMs = Math.min(run.timeoutMs, this.options.maxRunSeconds * 1000);
+    slot.deadline = Date.now() + timeoutMs + this.options.cancelMarginMs;
     try {
-      this.report(await runOne(client, this.id, run));
+      this.report(await runOne(client, this.id, { ...run, timeoutMs }));
     } catch (error) {
       if (isConnectionError(error)) {
         slot.client = undefined;

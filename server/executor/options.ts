@@ -19,6 +19,11 @@ export interface ExecutorOptions {
   maxRunsPerOwner?: number;
   /** Most runs claimed in one claim (it claims no more than there are idle connections). Default: 100. */
   batchSize?: number;
+  /**
+   * The longest a run may take, whatever its job's `timeout_seconds` says: the operator's ceiling
+   * on how long one owner's run may hold a connection. Default: 3600 s.
+   */
+  maxRunSeconds?: number;
   /** Longest sleep when idle: the polling fallback. Default: 1000 ms. */
   pollIntervalMs?: number;
   /** Wake up on LISTEN/NOTIFY as well as by polling. Default: true. */
@@ -44,6 +49,7 @@ export type ResolvedExecutorOptions = Required<Omit<ExecutorOptions, 'logger' | 
 export const EXECUTOR_SETTINGS = {
   concurrency: { min: 1, max: 64, default: 4 },
   maxRunsPerOwner: { min: 1, max: 64, default: 2 },
+  maxRunSeconds: { min: 1, max: 86_400, default: 3600 },
   batchSize: { min: 1, max: 10_000, default: 100 },
   pollIntervalMs: { min: 10, max: 3_600_000, default: 1000 },
   leaseSeconds: { min: 1, max: 3600, default: 30 },
@@ -68,6 +74,7 @@ export function resolveExecutorOptions(options: ExecutorOptions): ResolvedExecut
       whole('concurrency'),
     ),
     batchSize: whole('batchSize'),
+    maxRunSeconds: whole('maxRunSeconds'),
     pollIntervalMs: whole('pollIntervalMs'),
     listen: options.listen ?? EXECUTOR_DEFAULTS.listen,
     leaseSeconds: whole('leaseSeconds'),

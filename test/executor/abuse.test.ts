@@ -98,6 +98,19 @@ describe('jobs that abuse their connection or the executor', () => {
     for (const id of after) expect((await finishedRuns(db(), id))[0]?.status).toBe('succeeded');
   });
 
+  test("a job's own day-long timeout is held to the executor's ceiling", async () => {
+    const ceiling = await startExecutor(db(), { concurrency: 1, maxRunSeconds: 1, executorId: 'ceiling' });
+    try {
+      await executor.stop(); // only the executor with the ceiling claims meanwhile
+      const long = await runNow(alice, 'abuse.sleep_without_timeout()', [], { timeout_seconds: 86_400 });
+      const [run] = await finishedRuns(db(), long, 1);
+      expect(run).toMatchObject({ status: 'timed_out', error_sqlstate: '57014', executor_id: 'ceiling' });
+    } finally {
+      await ceiling.stop();
+      executor = await startExecutor(db(), { concurrency: 2, maxRunsPerOwner: 2, batchSize: 1 });
+    }
+  });
+
   test('a job that turns statement_timeout and lock_timeout off for itself still times out', { timeout: 60_000 }, async () => {
     const untimed = await runNow(alice, 'abuse.sleep_without_timeout()', [], { timeout_seconds: 1 });
     const [run] = await finishedRuns(db(), untimed, 1);
