@@ -51,6 +51,8 @@ const JOBS = Number(process.env.BENCH_JOBS ?? 10_000);
 // Eight connections, within the executor's bound (EXECUTOR_SETTINGS); each run holds one for its
 // transaction, so the commits of several runs can share a disk flush (group commit).
 const CONCURRENCY = Math.min(Number(process.env.BENCH_CONCURRENCY ?? 8), EXECUTOR_SETTINGS.concurrency.max);
+// Far above its usual starting point (concurrency + 1): its guide advises much more for very fast
+// jobs at high throughput, and 9 with a 250 ms completion delay did worse against the limit.
 const GW_LOCAL_QUEUE = Number(process.env.BENCH_GW_LOCAL_QUEUE ?? 500);
 const GW_COMPLETE_DELAY_MS = Number(process.env.BENCH_GW_COMPLETE_DELAY_MS ?? 0);
 const GW_SCHEMA = 'bench_graphile_worker';
