@@ -82,6 +82,8 @@ Environment:
       // The demo token must pass the server's own lifetime check.
       const demoTtl = Math.min(DEMO_TOKEN_HOURS * 3600, maxTtlSeconds);
       const token = await signToken(secrets.jwtSecret, DEMO.user, demoTtl);
+      // Before saying ready: whoever reads "ready" may press Ctrl-C at once.
+      stopOnSignals(() => stack.run(), logger);
       printWelcome(say, server, token, demoTtl === DEMO_TOKEN_HOURS * 3600 ? `${DEMO_TOKEN_HOURS} hours` : formatDuration(demoTtl));
       say(`hardcron ready at ${server.url}/ (Ctrl-C stops)`);
       executor.once('exit', (code, signal) => {
@@ -93,7 +95,6 @@ Environment:
       await stack.run();
       throw error;
     }
-    stopOnSignals(() => stack.run(), logger);
     await new Promise(() => {}); // until a signal
   },
 };
