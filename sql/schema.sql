@@ -2168,7 +2168,7 @@ AS $function$ select code.due_backlog() $function$
 -- owner <db>$api
 grant EXECUTE on function executor.due_backlog() to <db>$executor
 
-CREATE OR REPLACE FUNCTION executor.finish_interrupted(run_id bigint, error_sqlstate text, error_message text)
+CREATE OR REPLACE FUNCTION executor.finish_interrupted(run_id bigint, started_at timestamp with time zone, error_sqlstate text, error_message text)
  RETURNS text
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -2177,12 +2177,12 @@ AS $function$
 declare
   status text := case when code.cancel_requested(run_id) then 'cancelled' else 'failed' end;
 begin
-  perform code.finish_run(run_id, status, null, error_sqlstate => error_sqlstate, error_message => error_message);
+  perform code.finish_run(run_id, status, started_at, error_sqlstate => error_sqlstate, error_message => error_message);
   return status;
 end;
 $function$
 -- owner <db>$api
-grant EXECUTE on function executor.finish_interrupted(bigint,text,text) to <db>$executor
+grant EXECUTE on function executor.finish_interrupted(bigint,timestamp with time zone,text,text) to <db>$executor
 
 CREATE OR REPLACE FUNCTION executor.finish_run(run_id bigint, status text, started_at timestamp with time zone, rows_returned bigint DEFAULT NULL::bigint, rows_affected bigint DEFAULT NULL::bigint, error_sqlstate text DEFAULT NULL::text, error_message text DEFAULT NULL::text, error_detail text DEFAULT NULL::text, error_hint text DEFAULT NULL::text, error_context text DEFAULT NULL::text)
  RETURNS void

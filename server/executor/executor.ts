@@ -322,6 +322,7 @@ export class Executor {
     // The job's timeout, within the operator's ceiling.
     const timeoutMs = Math.min(run.timeoutMs, this.options.maxRunSeconds * 1000);
     slot.deadline = Date.now() + timeoutMs + this.options.cancelMarginMs;
+    const sentAt = new Date();
     try {
       this.report(await runOne(client, this.id, { ...run, timeoutMs }));
     } catch (error) {
@@ -332,7 +333,7 @@ export class Executor {
         return;
       }
       try {
-        const status = await recordInterruptedRun(client, run.runId, describe(error));
+        const status = await recordInterruptedRun(client, run.runId, sentAt, describe(error));
         this.report({ runId: run.runId, jobId: run.jobId, status, latenessMs: 0, durationMs: 0 });
       } catch (recordError) {
         // HC303: no longer running (swept as lost meanwhile): nothing to do.

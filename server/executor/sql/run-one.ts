@@ -39,9 +39,15 @@ export async function runOne(client: pg.ClientBase, executorId: string, run: Cla
  * effects were rolled back with it): `cancelled` if its job was paused or unscheduled, else
  * `failed`. Only a run still `running` is recorded. Returns the status recorded.
  */
-export async function recordInterruptedRun(client: pg.ClientBase, runId: string, error: { code?: string; message: string }): Promise<string> {
-  const { rows } = await client.query<{ status: string }>('select executor.finish_interrupted($1, $2, $3) as status', [
+export async function recordInterruptedRun(
+  client: pg.ClientBase,
+  runId: string,
+  startedAt: Date,
+  error: { code?: string; message: string },
+): Promise<string> {
+  const { rows } = await client.query<{ status: string }>('select executor.finish_interrupted($1, $2, $3, $4) as status', [
     runId,
+    startedAt,
     error.code && /^[0-9A-Z]{5}$/.test(error.code) ? error.code : '08006',
     error.message,
   ]);

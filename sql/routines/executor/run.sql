@@ -124,8 +124,9 @@ $$;
 
 -- Records a run whose transaction failed outside the job's own error handling (a cancel that
 -- came between the job and its record, say): `cancelled` if it was asked to stop, else `failed`.
--- Decided by the run's state, never by the error's SQLSTATE.
-create or replace function executor.finish_interrupted(run_id bigint, error_sqlstate text, error_message text)
+-- Decided by the run's state, never by the error's SQLSTATE. `started_at`: when the executor sent
+-- the run (its own record of the start was rolled back with the rest).
+create or replace function executor.finish_interrupted(run_id bigint, started_at timestamptz, error_sqlstate text, error_message text)
   returns text
   language plpgsql
   security definer
@@ -134,7 +135,7 @@ as $$
 declare
   status text := case when code.cancel_requested(run_id) then 'cancelled' else 'failed' end;
 begin
-  perform code.finish_run(run_id, status, null, error_sqlstate => error_sqlstate, error_message => error_message);
+  perform code.finish_run(run_id, status, started_at, error_sqlstate => error_sqlstate, error_message => error_message);
   return status;
 end;
 $$;
@@ -200,6 +201,6 @@ begin
   execute format('grant execute on function executor.cancel_requested_runs(text) to %I', db || '$executor');
   execute format('grant execute on function executor.cancel_targets(text) to %I', db || '$executor');
   execute format('grant execute on function executor.cancel_signalled(bigint) to %I', db || '$executor');
-  execute format('grant execute on function executor.finish_interrupted(bigint,text,text) to %I', db || '$executor');
+  execute format('grant execute on function executor.finish_interrupted(bigint,timestamp with time zone,text,text) to %I', db || '$executor');
 end;
 $grants$;
