@@ -178,7 +178,8 @@ const cases: Case[] = [
     plant: `perform nextval('bob.payroll_ids');`,
     probe: attempt('mallory', 'lastval', `lastval()`),
     async check(seen) {
-      // Expected: "lastval is not yet defined in this session" (55000); today a 42501 that names the sequence.
+      // With DISCARD SEQUENCES after each run: "lastval is not yet defined in this session"
+      // (55000). Without it, she would get bob's value, or an error naming a sequence.
       expect(seen.lastval ?? '').not.toContain('7777777');
       expect(seen.lastval ?? '').not.toContain('payroll_ids');
     },
