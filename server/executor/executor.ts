@@ -224,7 +224,7 @@ export class Executor {
   }
 
   private busyPids(): number[] {
-    return this.slots.flatMap((slot) => (slot.run && slot.client ? [(slot.client as unknown as { processID: number }).processID] : []));
+    return this.slots.flatMap((slot) => (slot.run && slot.client ? [backendPid(slot.client)] : []));
   }
 
   /** The server enforces each run's timeout; this cancels a run that overran it anyway. */
@@ -232,7 +232,7 @@ export class Executor {
     const now = Date.now();
     const overrun = this.slots.filter((slot) => slot.run && slot.client && slot.deadline < now);
     if (overrun.length === 0) return;
-    const pids = overrun.map((slot) => (slot.client as unknown as { processID: number }).processID);
+    const pids = overrun.map((slot) => backendPid(slot.client as pg.Client));
     this.logger.warn({ pids }, 'cancelling runs past their deadline');
     for (const slot of overrun) slot.deadline = now + this.options.cancelMarginMs;
     await this.controlQuery((control) => cancelBackends(control, pids)).catch(() => {});
@@ -366,6 +366,11 @@ export class Executor {
       'run finished',
     );
   }
+}
+
+/** The server process behind a connection (node-pg keeps it from the start-up handshake). */
+function backendPid(client: pg.Client): number {
+  return (client as unknown as { processID: number }).processID;
 }
 
 /** `promise`, or a rejection after `ms` (the promise itself is left to settle on its own). */

@@ -64,14 +64,15 @@ export const MAX_EXECUTOR_ID_LENGTH = 200;
 export function resolveExecutorOptions(options: ExecutorOptions): ResolvedExecutorOptions {
   const whole = (name: keyof typeof EXECUTOR_SETTINGS): number =>
     checkWholeNumber(name, options[name] ?? EXECUTOR_SETTINGS[name].default, EXECUTOR_SETTINGS[name]);
+  const concurrency = whole('concurrency');
   return {
     ...options,
     executorId: options.executorId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
-    concurrency: whole('concurrency'),
+    concurrency,
     // Half of the connections unless told otherwise; never more than there are.
     maxRunsPerOwner: Math.min(
-      checkWholeNumber('maxRunsPerOwner', options.maxRunsPerOwner ?? Math.max(1, Math.floor(whole('concurrency') / 2)), EXECUTOR_SETTINGS.maxRunsPerOwner),
-      whole('concurrency'),
+      checkWholeNumber('maxRunsPerOwner', options.maxRunsPerOwner ?? Math.max(1, Math.floor(concurrency / 2)), EXECUTOR_SETTINGS.maxRunsPerOwner),
+      concurrency,
     ),
     batchSize: whole('batchSize'),
     maxRunSeconds: whole('maxRunSeconds'),
