@@ -176,19 +176,6 @@ table data.time_zones owner <db>$data
   constraint time_zones_pkey PRIMARY KEY (name)
   grant INSERT on table data.time_zones to <db>$code
   grant SELECT on table data.time_zones to <db>$code
-table data.verdicts owner <db>$data
-  column xact xid8 not null
-  column key text not null
-  column job_owner text not null
-  column function_signature text not null
-  column arguments jsonb not null
-  column function_oid oid not null
-  column function_owner text not null
-  column catalog_writes bigint not null
-  constraint verdicts_pkey PRIMARY KEY (xact, key)
-  grant DELETE on table data.verdicts to <db>$code
-  grant INSERT on table data.verdicts to <db>$code
-  grant SELECT on table data.verdicts to <db>$code
 table migrations.applied owner <installer>
   column name text not null
   column checksum text not null
@@ -600,25 +587,6 @@ end;
 $function$
 -- owner <db>$code
 
-CREATE OR REPLACE FUNCTION code.catalog_writes()
- RETURNS bigint
- LANGUAGE plpgsql
- SET search_path TO 'pg_catalog', 'pg_temp'
-AS $function$
-begin
-  -- One expression, no query: this runs at every check.
-  return pg_stat_get_xact_tuples_inserted('pg_proc'::regclass) + pg_stat_get_xact_tuples_updated('pg_proc'::regclass)
-       + pg_stat_get_xact_tuples_deleted('pg_proc'::regclass)
-       + pg_stat_get_xact_tuples_inserted('pg_namespace'::regclass) + pg_stat_get_xact_tuples_updated('pg_namespace'::regclass)
-       + pg_stat_get_xact_tuples_deleted('pg_namespace'::regclass)
-       + pg_stat_get_xact_tuples_inserted('pg_authid'::regclass) + pg_stat_get_xact_tuples_updated('pg_authid'::regclass)
-       + pg_stat_get_xact_tuples_deleted('pg_authid'::regclass)
-       + pg_stat_get_xact_tuples_inserted('pg_auth_members'::regclass) + pg_stat_get_xact_tuples_updated('pg_auth_members'::regclass)
-       + pg_stat_get_xact_tuples_deleted('pg_auth_members'::regclass);
-end;
-$function$
--- owner <db>$code
-
 CREATE OR REPLACE FUNCTION code.catch_up(spec code.cron_spec, zone text, due timestamp with time zone, now_at timestamp with time zone, keep integer, OUT newest timestamp with time zone, OUT following timestamp with time zone, OUT oldest_kept timestamp with time zone)
  RETURNS record
  LANGUAGE plpgsql
@@ -666,8 +634,6 @@ CREATE OR REPLACE FUNCTION code.check_eligibility(job_owner text, function_signa
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
-  writes    constant bigint := code.catalog_writes();
-  cached    record;
   fn_oid    oid;
   owner_oid oid;
   sched_oid oid;
@@ -676,18 +642,6 @@ declare
   n_args  integer;
   i       integer;
 begin
-  -- A positive verdict this transaction reached before stands while everything it rests on is
-  -- locked by this transaction and unchanged by it (see code.remember_verdict).
-  select v.function_oid, v.function_owner into cached
-    from data.verdicts v
-   where v.xact = pg_current_xact_id_if_assigned()
-     and v.key = code.verdict_key(check_eligibility.job_owner, check_eligibility.function_signature, check_eligibility.arguments)
-     and v.job_owner = check_eligibility.job_owner and v.function_signature = check_eligibility.function_signature
-     and v.arguments = check_eligibility.arguments and v.catalog_writes = writes;
-  if found then
-    return row(null, null, null, cached.function_oid, cached.function_owner)::code.verdict;
-  end if;
-
   fn_oid := code.resolve_function(function_signature);
   -- Looked up once, before the query: as expressions inside it they were evaluated for every
   -- role scanned (its cost grew with the number of roles in the cluster).
@@ -787,7 +741,6 @@ begin
     end if;
   end loop;
 
-  perform code.remember_verdict(job_owner, function_signature, arguments, f.fn_oid, f.fn_owner_name, f.proconfig, writes);
   return row(null, null, null, f.fn_oid, f.fn_owner_name)::code.verdict;
 end;
 $function$
@@ -812,8 +765,6 @@ begin
   if not exists (select from data.executors e where e.id = claim_runs.executor_id and e.lease_expires_at > now()) then
     perform code.fail('HC302', format('executor %s has no live lease: renew it before claiming', claim_runs.executor_id));
   end if;
-  -- Verdicts of transactions that have ended (this one's snapshot sees them as finished).
-  delete from data.verdicts v where v.xact < pg_snapshot_xmin(pg_current_snapshot());
 
   return query
   with due as materialized (
@@ -853,7 +804,7 @@ begin
     on conflict on constraint job_runs_one_per_occurrence do nothing  -- this occurrence already has its run
     returning r.id, r.job_id, r.status
   ), announced as materialized (
-    select i.*, code.notify_run(i.id, i.job_id, i.status) from inserted i
+    select i.*, code.log_run_event(i.id, i.job_id, i.status) from inserted i  -- announced by the executor
   )
   select a.id, a.job_id, p.timeout_ms, p.owner
     from announced a join planned p on p.job_id = a.job_id
@@ -1042,7 +993,7 @@ begin
       perform code.queue_retry(run.job_id, run.scheduled_for, run.attempt + 1);
     end if;
   end if;
-  perform code.notify_run(run.id, run.job_id, run.status);
+  perform code.log_run_event(run.id, run.job_id, run.status);  -- announced by the executor after the commit
 end;
 $function$
 -- owner <db>$code
@@ -1202,6 +1153,16 @@ end;
 $function$
 -- owner <db>$code
 
+CREATE OR REPLACE FUNCTION code.log_run_event(run_id bigint, job_id bigint, status text)
+ RETURNS void
+ LANGUAGE sql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  insert into data.job_run_events (run_id, job_id, status, at)
+  values (log_run_event.run_id, log_run_event.job_id, log_run_event.status, clock_timestamp());
+$function$
+-- owner <db>$code
+
 CREATE OR REPLACE FUNCTION code.next_due_at()
  RETURNS timestamp with time zone
  LANGUAGE sql
@@ -1228,8 +1189,7 @@ CREATE OR REPLACE FUNCTION code.notify_run(run_id bigint, job_id bigint, status 
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 begin
-  insert into data.job_run_events (run_id, job_id, status, at)
-  values (notify_run.run_id, notify_run.job_id, notify_run.status, clock_timestamp());
+  perform code.log_run_event(run_id, job_id, status);
   -- A constant payload: nothing about any job or run, and one notification per transaction
   -- (PostgreSQL drops a repeat of a channel and payload already pending in the transaction).
   perform pg_notify('hardcron_run_events', '');
@@ -1462,22 +1422,6 @@ AS $function$
 $function$
 -- owner <db>$code
 grant EXECUTE on function code.release_executor(text) to <db>$api
-
-CREATE OR REPLACE FUNCTION code.remember_verdict(job_owner text, function_signature text, arguments jsonb, function_oid oid, function_owner text, config text[], writes bigint)
- RETURNS void
- LANGUAGE plpgsql
- SET search_path TO 'pg_catalog', 'pg_temp'
-AS $function$
-begin
-  if exists (select from unnest(config) c where c in ('search_path=pg_catalog, pg_temp', 'search_path=pg_catalog')) then
-    insert into data.verdicts (xact, key, job_owner, function_signature, arguments, function_oid, function_owner, catalog_writes)
-    values (pg_current_xact_id(), code.verdict_key(job_owner, function_signature, arguments), job_owner,
-            function_signature, arguments, function_oid, function_owner, writes)
-    on conflict (xact, key) do nothing;
-  end if;
-end;
-$function$
--- owner <db>$code
 
 CREATE OR REPLACE FUNCTION code.renew_executor_lease(executor_id text, lease interval)
  RETURNS void
@@ -2087,17 +2031,13 @@ $function$
 -- owner <db>$code
 grant EXECUTE on function code.update_job(bigint,text,jsonb,text,timestamp with time zone,text,text,jsonb) to <db>$api
 
-CREATE OR REPLACE FUNCTION code.verdict_key(job_owner text, function_signature text, arguments jsonb)
- RETURNS text
- LANGUAGE plpgsql
- IMMUTABLE
+CREATE OR REPLACE FUNCTION executor.announce_run_events()
+ RETURNS void
+ LANGUAGE sql
  SET search_path TO 'pg_catalog', 'pg_temp'
-AS $function$
-begin
-  return md5(job_owner || chr(10) || function_signature || chr(10) || arguments::text);
-end;
-$function$
--- owner <db>$code
+AS $function$ select pg_notify('hardcron_run_events', '') $function$
+-- owner <db>$api
+grant EXECUTE on function executor.announce_run_events() to <db>$executor
 
 CREATE OR REPLACE FUNCTION executor.cancel_requested(run_id bigint)
  RETURNS boolean
@@ -2242,8 +2182,6 @@ AS $function$
 declare
   plan     record;
   returned bigint;
-  before   bigint;
-  after    bigint;
   state    text; msg text; detail text; hint text; context text;
 begin
   select * into strict plan from executor.start_run(run_id, executor_id) p;
@@ -2251,15 +2189,13 @@ begin
   status := plan.done_status;
   if status is null then
     begin
-      before := executor.tuples_changed();
       perform set_config('role', plan.owner, true);  -- SET LOCAL ROLE, without building SQL
       -- In the owner's frame (mgr/frames.sql): the call, its casts and defaults, and its deferred
       -- triggers, where no code can change roles.
       execute format('select frames.%I($1, $2)', plan.owner) into returned using plan.call_sql, plan.arguments;
       perform set_config('role', 'none', true);
       status := 'succeeded';
-      after := executor.tuples_changed();
-      perform executor.finish_run(run_id, status, plan.started_at, returned, after - before);
+      perform executor.finish_run(run_id, status, plan.started_at, returned, executor.tuples_changed());
     exception
       -- Whatever the error, its SQLSTATE decides nothing: the job may raise any code, hardcron's
       -- own included. What happens next is decided by the run's state, re-read under lock.

@@ -4,6 +4,7 @@ import { sessionConfig } from '../db/session.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import { ExecutorMetrics } from './metrics.ts';
 import { resolveExecutorOptions, type ExecutorOptions, type ResolvedExecutorOptions } from './options.ts';
+import { announceRunEvents } from './sql/announce-run-events.ts';
 import { cancelBackends } from './sql/cancel-backends.ts';
 import { cancelRequestedRuns, listenRunsCancelled, RUNS_CANCELLED_CHANNEL } from './sql/cancel-requested-runs.ts';
 import { claimRuns, type ClaimedRun } from './sql/claim-runs.ts';
@@ -19,6 +20,12 @@ import { terminateBackends } from './sql/terminate-backends.ts';
 import { Waker } from './waker.ts';
 
 const MAX_BACKOFF_MS = 5_000;
+/**
+ * At most one announcement of run events per this many milliseconds: the GraphQL server reads
+ * the event log at most every 100 ms, so subscribers see no difference, and the announcements
+ * cost a few commits a second, whatever the rate of runs.
+ */
+const ANNOUNCE_INTERVAL_MS = 25;
 
 /** A connection error (as opposed to an error of a statement on a healthy connection). */
 function isConnectionError(error: unknown): boolean {
@@ -45,8 +52,8 @@ interface Slot {
  * dispatcher claims, in one short transaction, as many runs as there are idle connections,
  * giving no owner more than `maxRunsPerOwner` of them, and hands each to an idle connection;
  * when nothing is due it sleeps until the next due time, a NOTIFY, a connection coming free or
- * the poll interval. A control connection renews the lease, sweeps runs that nobody is running,
- * listens, and cancels runs that overrun.
+ * the poll interval. A control connection renews the lease, sweeps runs that
+ * nobody is running, listens, announces run events, and cancels runs that overrun.
  */
 export class Executor {
   readonly options: ResolvedExecutorOptions;
@@ -64,6 +71,10 @@ export class Executor {
   /** Runs started and not yet finished, by owner. */
   private readonly runningByOwner = new Map<string, number>();
   private readonly inFlight = new Set<Promise<void>>();
+  /** The end of the queue of operations on the control connection: one statement at a time. */
+  private controlTail: Promise<unknown> = Promise.resolve();
+  private announceTimer: NodeJS.Timeout | undefined;
+  private lastAnnounced = 0;
 
   constructor(options: ExecutorOptions) {
     this.options = resolveExecutorOptions(options);
@@ -75,9 +86,10 @@ export class Executor {
 
   /** Whether the database answers on the control connection (for /readyz). */
   async isReady(): Promise<boolean> {
-    if (this.stopping || !this.control) return false;
+    const control = this.control;
+    if (this.stopping || !control) return false;
     try {
-      await withTimeout(ping(this.control), 2000);
+      await withTimeout(this.serially(() => ping(control)), 2000);
       return true;
     } catch {
       return false;
@@ -86,9 +98,10 @@ export class Executor {
 
   /** Occurrences due and not yet claimed, or null when the database does not answer. */
   async dueBacklog(): Promise<number | null> {
-    if (!this.control) return null;
+    const control = this.control;
+    if (!control) return null;
     try {
-      return await withTimeout(dueBacklog(this.control), 2000);
+      return await withTimeout(this.serially(() => dueBacklog(control)), 2000);
     } catch {
       return null;
     }
@@ -140,6 +153,11 @@ export class Executor {
     clearInterval(this.leaseTimer);
     clearInterval(this.watchdog);
     clearInterval(this.cancelPoll);
+    if (this.announceTimer) {
+      clearTimeout(this.announceTimer);
+      this.announceTimer = undefined;
+      await this.sendAnnouncement();
+    }
     try {
       if (this.control) await releaseLease(this.control, this.id);
     } catch (error) {
@@ -168,7 +186,8 @@ export class Executor {
     } catch (error) {
       this.logger.warn({ err: describe(error) }, 'lease renewal failed');
     }
-    await pruneRunEvents(this.control, this.logger); // run events older than an hour, in bounded chunks
+    // Run events older than an hour, in bounded chunks (it logs its own failures).
+    await this.serially(() => pruneRunEvents(this.control, this.logger));
   }
 
   private async connect(): Promise<pg.Client> {
@@ -212,7 +231,8 @@ export class Executor {
     for (let attempt = 0; ; attempt++) {
       try {
         this.control ??= await this.connectControl();
-        await operation(this.control);
+        const control = this.control;
+        await this.serially(() => operation(control));
         return;
       } catch (error) {
         await this.control?.end().catch(() => {});
@@ -221,6 +241,17 @@ export class Executor {
         await this.backoff(attempt);
       }
     }
+  }
+
+  /**
+   * Runs `operation` after the control connection's earlier operations have settled: the lease,
+   * the sweep, cancels, announcements, pruning and readiness checks share that connection, and a
+   * connection runs one statement at a time.
+   */
+  private serially<T>(operation: () => Promise<T>): Promise<T> {
+    const result = this.controlTail.then(operation, operation);
+    this.controlTail = result.catch(() => {});
+    return result;
   }
 
   private busyPids(): number[] {
@@ -259,6 +290,12 @@ export class Executor {
     return new Map([...this.runningByOwner].map(([owner, running]) => [owner, this.options.maxRunsPerOwner - running]));
   }
 
+  /**
+   * Claims for the idle connections, one claim at a time, as many runs as there are idle
+   * connections: a claim costs about as much as a run, so claiming for several connections at
+   * once, rather than each connection claiming its own next run, leaves more of the machine to
+   * the runs (measured in docs/performance.md).
+   */
   private async dispatch(): Promise<void> {
     let attempt = 0;
     while (!this.stopping) {
@@ -273,6 +310,7 @@ export class Executor {
         const claimed = await claimRuns(this.claimer, this.id, max, this.ownerRoom(), this.options.maxRunsPerOwner);
         this.metrics.claimBatchSize.observe(claimed.length);
         attempt = 0;
+        if (claimed.length > 0) this.announce();
         claimed.forEach((run, i) => this.begin(idle[i] as Slot, run));
         if (claimed.length === 0) {
           // With runs going, what is due may be waiting for its owner's room: wait for a run to
@@ -357,7 +395,30 @@ export class Executor {
     }
   }
 
+  /**
+   * Announces run events after run or claim transactions committed: at once if none was sent in
+   * the last ANNOUNCE_INTERVAL_MS, else once at the end of it, for all the commits in between.
+   */
+  private announce(): void {
+    if (this.announceTimer) return;
+    const wait = Math.max(0, this.lastAnnounced + ANNOUNCE_INTERVAL_MS - Date.now());
+    this.announceTimer = setTimeout(() => {
+      this.announceTimer = undefined;
+      this.lastAnnounced = Date.now();
+      void this.sendAnnouncement();
+    }, wait);
+  }
+
+  private async sendAnnouncement(): Promise<void> {
+    try {
+      await this.controlQuery(announceRunEvents);
+    } catch (error) {
+      this.logger.warn({ err: describe(error) }, 'could not announce run events');
+    }
+  }
+
   private report(outcome: RunOutcome): void {
+    this.announce();
     this.metrics.runs.inc({ status: outcome.status });
     this.metrics.lateness.observe(outcome.latenessMs / 1000);
     this.metrics.duration.observe(outcome.durationMs / 1000);

@@ -125,8 +125,6 @@ begin
   if not exists (select from data.executors e where e.id = claim_runs.executor_id and e.lease_expires_at > now()) then
     perform code.fail('HC302', format('executor %s has no live lease: renew it before claiming', claim_runs.executor_id));
   end if;
-  -- Verdicts of transactions that have ended (this one's snapshot sees them as finished).
-  delete from data.verdicts v where v.xact < pg_snapshot_xmin(pg_current_snapshot());
 
   return query
   with due as materialized (
@@ -166,7 +164,7 @@ begin
     on conflict on constraint job_runs_one_per_occurrence do nothing  -- this occurrence already has its run
     returning r.id, r.job_id, r.status
   ), announced as materialized (
-    select i.*, code.notify_run(i.id, i.job_id, i.status) from inserted i
+    select i.*, code.log_run_event(i.id, i.job_id, i.status) from inserted i  -- announced by the executor
   )
   select a.id, a.job_id, p.timeout_ms, p.owner
     from announced a join planned p on p.job_id = a.job_id

@@ -218,8 +218,7 @@ end;
 $$;
 
 -- The eligibility check, with the owner's frame as part of rule 1: checked at scheduling and
--- before every call alike, and remembered with the verdict for the rest of a transaction
--- (its row is locked, and altering it writes to pg_proc, which makes the check run in full).
+-- in full before every call. Its locks hold what it checked until the caller's transaction ends.
 create or replace function code.check_eligibility(job_owner text, function_signature text, arguments jsonb)
   returns code.verdict
   language plpgsql
@@ -227,8 +226,6 @@ create or replace function code.check_eligibility(job_owner text, function_signa
   set search_path = pg_catalog, pg_temp
 as $$
 declare
-  writes    constant bigint := code.catalog_writes();
-  cached    record;
   fn_oid    oid;
   owner_oid oid;
   sched_oid oid;
@@ -237,18 +234,6 @@ declare
   n_args  integer;
   i       integer;
 begin
-  -- A positive verdict this transaction reached before stands while everything it rests on is
-  -- locked by this transaction and unchanged by it (see code.remember_verdict).
-  select v.function_oid, v.function_owner into cached
-    from data.verdicts v
-   where v.xact = pg_current_xact_id_if_assigned()
-     and v.key = code.verdict_key(check_eligibility.job_owner, check_eligibility.function_signature, check_eligibility.arguments)
-     and v.job_owner = check_eligibility.job_owner and v.function_signature = check_eligibility.function_signature
-     and v.arguments = check_eligibility.arguments and v.catalog_writes = writes;
-  if found then
-    return row(null, null, null, cached.function_oid, cached.function_owner)::code.verdict;
-  end if;
-
   fn_oid := code.resolve_function(function_signature);
   -- Looked up once, before the query: as expressions inside it they were evaluated for every
   -- role scanned (its cost grew with the number of roles in the cluster).
@@ -348,7 +333,6 @@ begin
     end if;
   end loop;
 
-  perform code.remember_verdict(job_owner, function_signature, arguments, f.fn_oid, f.fn_owner_name, f.proconfig, writes);
   return row(null, null, null, f.fn_oid, f.fn_owner_name)::code.verdict;
 end;
 $$;

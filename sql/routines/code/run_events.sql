@@ -4,16 +4,30 @@
 -- log with one question per wake-up (server/run_events.sql) and only then lets subscribers read
 -- through api as themselves. The executor prunes events older than an hour in bounded chunks.
 
--- Every caller (the claim, start_run, finish_run, expire_leases) stays as it is: the event is
--- logged in the caller's transaction, so it exists exactly when the state change does.
+-- The event is logged in the caller's transaction, so it exists exactly when the state change
+-- does. Without a notification: the run and claim transactions of the executor log their events
+-- with this, and the executor announces them after they committed (one notification for many
+-- commits, sent from its control connection). A transaction that notifies holds a lock for the
+-- whole server from just before its commit until the commit is flushed, so runs that each
+-- notified would commit one at a time, never sharing a disk flush.
+create or replace function code.log_run_event(run_id bigint, job_id bigint, status text)
+  returns void
+  language sql
+  set search_path = pg_catalog, pg_temp
+as $$
+  insert into data.job_run_events (run_id, job_id, status, at)
+  values (log_run_event.run_id, log_run_event.job_id, log_run_event.status, clock_timestamp());
+$$;
+
+-- Logs the event and notifies at once: for the rare state changes made outside the executor's
+-- run and claim transactions (a sweep declaring runs lost, say).
 create or replace function code.notify_run(run_id bigint, job_id bigint, status text)
   returns void
   language plpgsql
   set search_path = pg_catalog, pg_temp
 as $$
 begin
-  insert into data.job_run_events (run_id, job_id, status, at)
-  values (notify_run.run_id, notify_run.job_id, notify_run.status, clock_timestamp());
+  perform code.log_run_event(run_id, job_id, status);
   -- A constant payload: nothing about any job or run, and one notification per transaction
   -- (PostgreSQL drops a repeat of a channel and payload already pending in the transaction).
   perform pg_notify('hardcron_run_events', '');

@@ -97,7 +97,7 @@ begin
       perform code.queue_retry(run.job_id, run.scheduled_for, run.attempt + 1);
     end if;
   end if;
-  perform code.notify_run(run.id, run.job_id, run.status);
+  perform code.log_run_event(run.id, run.job_id, run.status);  -- announced by the executor after the commit
 end;
 $$;
 

@@ -28,9 +28,10 @@ begin
 end;
 $$;
 
--- Tuples inserted, updated and deleted so far in this transaction in users' tables (oids from
--- FirstNormalObjectId on), hardcron's own tables excluded: their bookkeeping between two runs
--- does not move it, so one run's "after" is the next run's "before".
+-- Tuples inserted, updated and deleted in users' tables (oids from FirstNormalObjectId on),
+-- hardcron's own tables excluded, as counted by this backend's statistics. These "xact" counters
+-- can also hold what the backend's earlier transactions did and it has not reported yet (seen on
+-- PostgreSQL 15), so a run's count is the difference between before and after its call.
 create or replace function executor.tuples_changed()
   returns bigint
   language plpgsql
@@ -65,7 +66,6 @@ declare
   plan     record;
   returned bigint;
   before   bigint;
-  after    bigint;
   state    text; msg text; detail text; hint text; context text;
 begin
   select * into strict plan from executor.start_run(run_id, executor_id) p;
@@ -80,8 +80,7 @@ begin
       execute format('select frames.%I($1, $2)', plan.owner) into returned using plan.call_sql, plan.arguments;
       perform set_config('role', 'none', true);
       status := 'succeeded';
-      after := executor.tuples_changed();
-      perform executor.finish_run(run_id, status, plan.started_at, returned, after - before);
+      perform executor.finish_run(run_id, status, plan.started_at, returned, executor.tuples_changed() - before);
     exception
       -- Whatever the error, its SQLSTATE decides nothing: the job may raise any code, hardcron's
       -- own included. What happens next is decided by the run's state, re-read under lock.
