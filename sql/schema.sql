@@ -45,7 +45,7 @@ grant USAGE on schema server to <db>$authenticator
 
 -- types
 
-type code.claim_plan owner <db>$code: occurrence timestamp with time zone, attempt integer, next_run_at timestamp with time zone, extra_run_at timestamp with time zone, retry_at timestamp with time zone, retry_scheduled_for timestamp with time zone, retry_attempt integer, status text, timeout_ms integer
+type code.claim_plan owner <db>$code: occurrence timestamp with time zone, attempt integer, next_run_at timestamp with time zone, extra_run_at timestamp with time zone, retry_at timestamp with time zone, retry_scheduled_for timestamp with time zone, retry_attempt integer, status text, timeout_ms integer, missed_from timestamp with time zone
 type code.cron_spec owner <db>$code: seconds integer[], minutes integer[], hours integer[], days integer[], months integer[], weekdays integer[], any_day boolean, any_weekday boolean
 type code.verdict owner <db>$code: reason text, rule integer, message text, function_oid oid, function_owner text
 
@@ -103,16 +103,18 @@ table data.job_runs owner <db>$data
   column reject_reason text
   column executor_id text
   column claimed_at timestamp with time zone not null default now()
+  column missed_before timestamp with time zone
   constraint job_runs_attempt_check CHECK (((attempt >= 1) AND (attempt <= 1000)))
   constraint job_runs_error_sqlstate_check CHECK ((error_sqlstate ~ '^[0-9A-Z]{5}$'::text))
   constraint job_runs_finished CHECK (((status = 'running'::text) = (finished_at IS NULL)))
+  constraint job_runs_missed CHECK ((((status = 'missed'::text) = (missed_before IS NOT NULL)) AND ((missed_before IS NULL) OR (missed_before > scheduled_for))))
   constraint job_runs_one_per_occurrence UNIQUE (job_id, scheduled_for, attempt)
   constraint job_runs_pkey PRIMARY KEY (id)
   constraint job_runs_reject_reason CHECK (((status = 'rejected'::text) = (reject_reason IS NOT NULL)))
   constraint job_runs_reject_reason_check CHECK ((reject_reason = ANY (ARRAY['owner_not_eligible'::text, 'function_not_eligible'::text, 'arguments_not_eligible'::text])))
   constraint job_runs_rows_affected_check CHECK ((rows_affected >= 0))
   constraint job_runs_rows_returned_check CHECK ((rows_returned >= 0))
-  constraint job_runs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'succeeded'::text, 'failed'::text, 'rejected'::text, 'timed_out'::text, 'skipped'::text, 'lost'::text, 'cancelled'::text])))
+  constraint job_runs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'succeeded'::text, 'failed'::text, 'rejected'::text, 'timed_out'::text, 'skipped'::text, 'lost'::text, 'cancelled'::text, 'missed'::text])))
   CREATE INDEX job_runs_by_job ON data.job_runs (job_id, id DESC)
   CREATE INDEX job_runs_running ON data.job_runs (job_id) WHERE (status = 'running'::text)
   grant DELETE on table data.job_runs to <db>$code
@@ -237,7 +239,8 @@ view api.job_runs owner <db>$api with (security_barrier=true) as
     error_hint,
     error_context,
     reject_reason,
-    executor_id
+    executor_id,
+    missed_before
    FROM data.job_runs r
   WHERE ((cardinality(( SELECT s.roles
            FROM seen s)) > 0) AND (ARRAY[owner, function_owner] && ( SELECT s.roles
@@ -772,8 +775,10 @@ begin
      where (j.next_run_at is not null or j.extra_run_at is not null or j.retry_at is not null)
        and least(j.next_run_at, j.extra_run_at, j.retry_at) <= now()
        and j.owner <> all (full_owners)
-       -- overlap 'queue': not while a run is running (and not taking a place in the batch)
-       and not (j.options->>'overlap' = 'queue'
+       -- Not while a run is running (and not taking a place in the batch): with overlap 'queue',
+       -- and with overlap 'skip' when a retry is due, which waits for the running run rather
+       -- than being skipped (a retry, of a lost run say, is never dropped for overlapping).
+       and not ((j.options->>'overlap' = 'queue' or (j.options->>'overlap' = 'skip' and j.retry_at is not null and j.retry_at <= now()))
                 and exists (select from data.job_runs r where r.job_id = j.id and r.status = 'running'))
      order by least(j.next_run_at, j.extra_run_at, j.retry_at), j.id
      limit max_runs
@@ -797,9 +802,16 @@ begin
       from planned p
      where j.id = p.job_id
   ), inserted as (
-    insert into data.job_runs as r (job_id, owner, function_owner, scheduled_for, status, attempt, executor_id, finished_at)
+    -- One `missed` row for the occurrences a job's missed-run policy passed over, if any, then
+    -- the run (or skip) of its planned occurrence: ids follow the occurrences, and the newest row
+    -- of a job is its run.
+    insert into data.job_runs as r (job_id, owner, function_owner, scheduled_for, status, attempt, executor_id, finished_at, missed_before)
+    select p.job_id, p.owner, p.function_owner, p.missed_from, 'missed', 1, claim_runs.executor_id, now(), p.occurrence
+      from planned p
+     where p.missed_from is not null
+    union all
     select p.job_id, p.owner, p.function_owner, p.occurrence, p.status, p.attempt, claim_runs.executor_id,
-           case when p.status = 'skipped' then now() end
+           case when p.status = 'skipped' then now() end, null
       from planned p
     on conflict on constraint job_runs_one_per_occurrence do nothing  -- this occurrence already has its run
     returning r.id, r.job_id, r.status
@@ -1329,7 +1341,7 @@ declare
   skip   boolean := false;
 begin
   plan := row(null, 1, job.next_run_at, job.extra_run_at, job.retry_at, job.retry_scheduled_for, job.retry_attempt,
-              null, ceil((job.options->>'timeout_seconds')::numeric * 1000)::integer)::code.claim_plan;
+              null, ceil((job.options->>'timeout_seconds')::numeric * 1000)::integer, null)::code.claim_plan;
   if job.retry_at = due_at then
     plan.occurrence := job.retry_scheduled_for;
     plan.attempt := job.retry_attempt;
@@ -1355,6 +1367,9 @@ begin
         plan.occurrence := catch.oldest_kept;
         plan.next_run_at := code.cron_next(spec, job.time_zone, plan.occurrence);
     end case;
+    if plan.occurrence > job.next_run_at then
+      plan.missed_from := job.next_run_at;
+    end if;
   end if;
   skip := skip or (overlapping and job.options->>'overlap' = 'skip');
   plan.status := case when skip then 'skipped' else 'running' end;
@@ -2182,6 +2197,7 @@ AS $function$
 declare
   plan     record;
   returned bigint;
+  before   bigint;
   state    text; msg text; detail text; hint text; context text;
 begin
   select * into strict plan from executor.start_run(run_id, executor_id) p;
@@ -2189,13 +2205,14 @@ begin
   status := plan.done_status;
   if status is null then
     begin
+      before := executor.tuples_changed();
       perform set_config('role', plan.owner, true);  -- SET LOCAL ROLE, without building SQL
       -- In the owner's frame (mgr/frames.sql): the call, its casts and defaults, and its deferred
       -- triggers, where no code can change roles.
       execute format('select frames.%I($1, $2)', plan.owner) into returned using plan.call_sql, plan.arguments;
       perform set_config('role', 'none', true);
       status := 'succeeded';
-      perform executor.finish_run(run_id, status, plan.started_at, returned, executor.tuples_changed());
+      perform executor.finish_run(run_id, status, plan.started_at, returned, executor.tuples_changed() - before);
     exception
       -- Whatever the error, its SQLSTATE decides nothing: the job may raise any code, hardcron's
       -- own included. What happens next is decided by the run's state, re-read under lock.
@@ -2549,14 +2566,15 @@ comment on column api.job_run_events.id is 'The event''s id: a subscription resu
 comment on column api.job_run_events.job_id is 'The run''s job.'
 comment on column api.job_run_events.run_id is 'The run that changed state.'
 comment on column api.job_run_events.status is 'The status the run took: running, succeeded, failed, rejected, timed_out, skipped, lost or cancelled.'
-comment on column api.job_runs.attempt is '0 for the occurrence itself, 1 and up for retries.'
+comment on column api.job_runs.attempt is '1 for the occurrence itself, 2 and up for retries.'
 comment on column api.job_runs.error_sqlstate is 'The SQLSTATE of a failed run.'
 comment on column api.job_runs.executor_id is 'The executor that ran it.'
+comment on column api.job_runs.missed_before is 'For a missed row: every occurrence of the schedule from scheduled_for up to, not including, this one was never run (the job''s missed-run policy passed over them when it was claimed behind its schedule).'
 comment on column api.job_runs.reject_reason is 'Why the executor refused to call the function (a generic reason code).'
 comment on column api.job_runs.rows_affected is 'Tuples the run inserted, updated and deleted.'
 comment on column api.job_runs.rows_returned is 'Rows the call returned (the output itself is never stored).'
 comment on column api.job_runs.scheduled_for is 'The occurrence this run is for.'
-comment on column api.job_runs.status is 'running, succeeded, failed, rejected, timed_out, skipped, lost or cancelled.'
+comment on column api.job_runs.status is 'running, succeeded, failed, rejected, timed_out, skipped, lost, cancelled or missed.'
 comment on column api.jobs.arguments is 'The arguments of the call, a JSON array with one element per parameter.'
 comment on column api.jobs.enabled is 'False while paused.'
 comment on column api.jobs.function_signature is 'The function called, schema-qualified with argument types, e.g. billing.close_day(date).'

@@ -2,12 +2,12 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type pg from 'pg';
 import type { Executor } from '../../server/executor/executor.ts';
 import { connect, useTestDatabase } from '../support/database.ts';
-import { finishedRuns, runNow, startExecutor, waitFor } from '../support/executor.ts';
+import { afterNextClaim, finishedRuns, runNow, startExecutor, waitFor } from '../support/executor.ts';
 import { eventually } from '../support/child.ts';
 import { createOwner, scheduleJob, type RunRow } from '../support/jobs.ts';
 
 /** The columns of data.job_runs these tests read. */
-type Run = Pick<RunRow, 'status' | 'attempt' | 'scheduled_for' | 'started_at' | 'finished_at'>;
+type Run = Pick<RunRow, 'status' | 'attempt' | 'scheduled_for' | 'started_at' | 'finished_at' | 'missed_before'>;
 
 describe('missed runs, overlap, retries and events', () => {
   const db = useTestDatabase();
@@ -20,7 +20,9 @@ describe('missed runs, overlap, retries and events', () => {
       create function pol.nap(seconds float8) returns void security definer set search_path = pg_catalog, pg_temp
         language sql as $$ select pg_sleep(seconds) $$;
       create function pol.fail() returns void security definer set search_path = pg_catalog, pg_temp
-        language plpgsql as $$ begin raise exception 'always fails'; end $$`);
+        language plpgsql as $$ begin raise exception 'always fails'; end $$;
+      create function pol.held() returns void security definer set search_path = pg_catalog, pg_temp
+        language sql as $$ select pg_advisory_xact_lock(4242) $$`);
     await db().addUser('alice', { scheduler: true, memberOf: ['pol'] });
     alice = await db().login('alice');
     executor = await startExecutor(db(), { concurrency: 2, maxRunsPerOwner: 2, batchSize: 1 });
@@ -31,7 +33,7 @@ describe('missed runs, overlap, retries and events', () => {
   });
 
   const runsOf = async (jobId: string): Promise<Run[]> =>
-    (await db().admin.query<Run>('select status, attempt, scheduled_for, started_at, finished_at from data.job_runs where job_id = $1 order by id', [jobId]))
+    (await db().admin.query<Run>('select status, attempt, scheduled_for, started_at, finished_at, missed_before from data.job_runs where job_id = $1 order by id', [jobId]))
       .rows;
 
   /** A cron job whose next occurrence `backdate` moves into the past (as after downtime). */
@@ -50,24 +52,33 @@ describe('missed runs, overlap, retries and events', () => {
     const scheduledAt = await oldestMissed(id); // the occurrences missed go back 20 s before this
     // The first run itself must have finished: on a busy machine the next second's occurrence may
     // finish first (recorded skipped while the first still runs).
-    await waitFor(db(), `select (select status from data.job_runs where job_id = $1 order by id limit 1) <> 'running' as done`, [id]);
+    await waitFor(db(), `select (select status from data.job_runs where job_id = $1 and status <> 'missed' order by id limit 1) <> 'running' as done`, [id]);
     await alice.query('select api.pause_job($1)', [id]);
-    const first = (await runsOf(id))[0] as Run;
-    expect(first.status).toBe('succeeded');
-    expect(first.scheduled_for.getTime()).toBeGreaterThanOrEqual(scheduledAt - 1000); // not one of the older ones
+    const [missed, first] = await runsOf(id);
+    expect(first?.status).toBe('succeeded');
+    expect(first!.scheduled_for.getTime()).toBeGreaterThanOrEqual(scheduledAt - 1000); // not one of the older ones
+    // The occurrences passed over are accounted for: one `missed` row from the first of them up
+    // to the one that ran.
+    expect(missed).toMatchObject({ status: 'missed', attempt: 1, started_at: null });
+    expect(missed!.scheduled_for.getTime()).toBeLessThanOrEqual(scheduledAt - 19_000);
+    expect(missed!.missed_before?.getTime()).toBe(first!.scheduled_for.getTime());
   });
 
   test("missed 'all' with max_missed 3: the newest three missed occurrences each run, oldest first", async () => {
     const id = await cronJob('* * * * * *', { missed: 'all', max_missed: 3 }, '30 seconds');
     const scheduledAt = await oldestMissed(id);
-    await finishedRuns(db(), id, 3);
+    await waitFor(db(), `select count(*) >= 3 as done from data.job_runs where job_id = $1 and status not in ('running', 'missed')`, [id]);
     await alice.query('select api.pause_job($1)', [id]);
-    const runs = (await runsOf(id)).slice(0, 3);
+    const runs = (await runsOf(id)).filter((run) => run.status !== 'missed').slice(0, 3);
     const times = runs.map((run) => run.scheduled_for.getTime());
     expect(times).toEqual([...times].sort((a, b) => a - b));
     expect(times[1]! - times[0]!).toBe(1000);
     expect(times[2]! - times[1]!).toBe(1000);
-    expect(times[0]!).toBeGreaterThanOrEqual(scheduledAt - 5000); // the older ones (up to 30 s back) were dropped
+    expect(times[0]!).toBeGreaterThanOrEqual(scheduledAt - 5000); // the older ones (up to 30 s back) were passed over…
+    const missed = (await runsOf(id)).filter((run) => run.status === 'missed');
+    expect(missed).toHaveLength(1); // …and recorded, up to the first that ran
+    expect(missed[0]!.scheduled_for.getTime()).toBeLessThanOrEqual(scheduledAt - 29_000);
+    expect(missed[0]!.missed_before?.getTime()).toBe(times[0]);
   });
 
   test("missed 'none': an occurrence missed by more than a minute is skipped, not run", async () => {
@@ -76,6 +87,7 @@ describe('missed runs, overlap, retries and events', () => {
     const [run] = await finishedRuns(db(), id, 1);
     expect(run?.status).toBe('skipped');
     expect(run?.started_at).toBeNull();
+    expect((await runsOf(id)).map((r) => r.status)).toEqual(['skipped']); // nothing passed over: no missed row
   });
 
   // The executor advances schedules with the SQL cron (DESIGN "Cron in SQL"): an Amsterdam job
@@ -167,27 +179,71 @@ describe('missed runs, overlap, retries and events', () => {
     expect(runs).toHaveLength(3);
   });
 
-  test('every state change of a run is logged, and announced with an empty payload', async () => {
+  // A lost run is retried even when its job does not allow overlapping runs: the retry waits
+  // for the running run instead of being recorded skipped.
+  test("overlap 'skip': the retry of a lost run waits for the running run, and runs", async () => {
+    const holder = await connect(db().adminUrl);
+    await holder.query('select pg_advisory_lock(4242)');
+    const sweeper = await db().login('executor');
+    try {
+      const { id } = await scheduleJob(alice, 'pol.held()', [], { schedule: '* * * * * *', options: { overlap: 'skip', retry_delay_seconds: 0.001 } });
+      await waitFor(db(), `select exists (select from data.job_runs where job_id = $1 and status = 'running') as done`, [id]);
+      // A run of an earlier occurrence whose executor is gone, as after a crash.
+      const { rows } = await db().admin.query<{ at: Date }>(
+        `insert into data.job_runs (job_id, owner, function_owner, scheduled_for, status, executor_id)
+         select id, owner, function_owner, date_trunc('second', now()) - interval '1 minute', 'running', 'gone' from data.jobs where id = $1
+         returning scheduled_for as at`,
+        [id],
+      );
+      expect((await sweeper.query<{ n: number }>(`select executor.sweep_runs(0) as n`)).rows[0]?.n).toBe(1);
+      await waitFor(db(), `select retry_at <= now() as done from data.jobs where id = $1`, [id]);
+      // The retry is due while the first run holds on: a claim made since then passed it over.
+      await afterNextClaim(db(), alice, 'pol.noop()');
+      const { rows: early } = await db().admin.query('select status from data.job_runs where job_id = $1 and attempt = 2', [id]);
+      expect(early).toEqual([]);
+      await holder.query('select pg_advisory_unlock(4242)');
+      await waitFor(db(), `select exists (select from data.job_runs where job_id = $1 and scheduled_for = $2 and attempt = 2 and status <> 'running') as done`, [id, rows[0]!.at]);
+      await alice.query('select api.pause_job($1)', [id]);
+      const retries = (await runsOf(id)).filter((run) => run.scheduled_for.getTime() === rows[0]!.at.getTime());
+      expect(retries.map((run) => [run.attempt, run.status])).toEqual([[1, 'lost'], [2, 'succeeded']]);
+    } finally {
+      await sweeper.end();
+      await holder.end();
+    }
+  });
+
+  // The executor's run and claim transactions log their events without notifying; the executor
+  // announces them once they committed (an empty payload, for any number of commits).
+  test('every state change of a run is logged, and announced with an empty payload after its commit', async () => {
+    // Nothing else of this file's jobs is due or running: every announcement is this run's.
+    await db().admin.query('update data.jobs set next_run_at = null, extra_run_at = null, retry_at = null');
+    await waitFor(db(), `select not exists (select from data.job_runs where status = 'running') as done`);
     const listener = await connect(db().adminUrl);
     const payloads: string[] = [];
     listener.on('notification', (message) => {
       if (message.channel === 'hardcron_run_events') payloads.push(message.payload ?? '');
     });
     await listener.query('listen hardcron_run_events');
+    // The run waits for this lock, so that its start and its end are announced apart.
+    const holder = await connect(db().adminUrl);
+    await holder.query('select pg_advisory_lock(4242)');
     try {
-      const id = await runNow(alice, 'pol.noop()');
+      const id = await runNow(alice, 'pol.held()');
+      await waitFor(db(), `select exists (select from data.job_runs where job_id = $1 and status = 'running') as done`, [id]);
+      await eventually('the claim announced', async () => (payloads.length > 0 ? true : undefined));
+      const atStart = payloads.length;
+      await holder.query('select pg_advisory_unlock(4242)');
       const [run] = await finishedRuns(db(), id);
-      // Notifications arrive in commit order: once the sentinel is here, the run's are too.
-      await db().admin.query(`select pg_notify('hardcron_run_events', 'sentinel')`);
-      await eventually('the sentinel', async () => (payloads.includes('sentinel') ? true : undefined));
-      expect(payloads.filter((payload) => payload !== 'sentinel').length).toBeGreaterThanOrEqual(2);
-      expect(new Set(payloads.filter((payload) => payload !== 'sentinel'))).toEqual(new Set(['']));
+      expect(run?.status).toBe('succeeded');
+      await eventually('the finish announced', async () => (payloads.length > atStart ? true : undefined));
+      expect(new Set(payloads)).toEqual(new Set(['']));
       const { rows } = await db().admin.query('select run_id::text, job_id::text, status from data.job_run_events where job_id = $1 order by id', [id]);
       expect(rows).toEqual([
         { run_id: run?.id, job_id: id, status: 'running' },
-        { run_id: run?.id, job_id: id, status: run?.status },
+        { run_id: run?.id, job_id: id, status: 'succeeded' },
       ]);
     } finally {
+      await holder.end();
       await listener.end();
     }
   });

@@ -151,6 +151,8 @@ export interface RunRow {
   error_context: string | null;
   reject_reason: string | null;
   executor_id: string | null;
+  /** For a `missed` row: the occurrence after the last one missed. */
+  missed_before: Date | null;
 }
 
 /** How a test job is scheduled; anything left out takes api.schedule_job's default. */

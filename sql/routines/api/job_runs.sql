@@ -5,7 +5,7 @@ create or replace view api.job_runs with (security_barrier) as
   with seen as materialized (select code.caller_roles() as roles)
   select r.id, r.job_id, r.owner, r.scheduled_for, r.started_at, r.finished_at, r.status, r.attempt,
          r.rows_returned, r.rows_affected, r.error_sqlstate, r.error_message, r.error_detail, r.error_hint,
-         r.error_context, r.reject_reason, r.executor_id
+         r.error_context, r.reject_reason, r.executor_id, r.missed_before
     from data.job_runs r
    where cardinality((select s.roles from seen s)) > 0
      and array[r.owner, r.function_owner] && (select s.roles from seen s);
@@ -18,9 +18,9 @@ One run of a job: an occurrence the executor took, with its outcome.$$;
 
 comment on column api.job_runs.scheduled_for is 'The occurrence this run is for.';
 
-comment on column api.job_runs.status is 'running, succeeded, failed, rejected, timed_out, skipped, lost or cancelled.';
+comment on column api.job_runs.status is 'running, succeeded, failed, rejected, timed_out, skipped, lost, cancelled or missed.';
 
-comment on column api.job_runs.attempt is '0 for the occurrence itself, 1 and up for retries.';
+comment on column api.job_runs.attempt is '1 for the occurrence itself, 2 and up for retries.';
 
 comment on column api.job_runs.rows_returned is 'Rows the call returned (the output itself is never stored).';
 
@@ -31,6 +31,9 @@ comment on column api.job_runs.error_sqlstate is 'The SQLSTATE of a failed run.'
 comment on column api.job_runs.reject_reason is 'Why the executor refused to call the function (a generic reason code).';
 
 comment on column api.job_runs.executor_id is 'The executor that ran it.';
+
+comment on column api.job_runs.missed_before is
+'For a missed row: every occurrence of the schedule from scheduled_for up to, not including, this one was never run (the job''s missed-run policy passed over them when it was claimed behind its schedule).';
 
 do $grants$
 declare

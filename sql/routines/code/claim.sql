@@ -51,6 +51,7 @@ $$;
 
 -- The run policies (overlap, missed, retries) for one due job, as of now: retries first, then a run-now
 -- request, then the schedule with its missed-run policy; overlap decides between run and skip.
+-- Occurrences the missed-run policy passes over are the gap [missed_from, occurrence).
 create or replace function code.plan_claim(job data.jobs, overlapping boolean)
   returns code.claim_plan
   language plpgsql
@@ -65,7 +66,7 @@ declare
   skip   boolean := false;
 begin
   plan := row(null, 1, job.next_run_at, job.extra_run_at, job.retry_at, job.retry_scheduled_for, job.retry_attempt,
-              null, ceil((job.options->>'timeout_seconds')::numeric * 1000)::integer)::code.claim_plan;
+              null, ceil((job.options->>'timeout_seconds')::numeric * 1000)::integer, null)::code.claim_plan;
   if job.retry_at = due_at then
     plan.occurrence := job.retry_scheduled_for;
     plan.attempt := job.retry_attempt;
@@ -91,6 +92,9 @@ begin
         plan.occurrence := catch.oldest_kept;
         plan.next_run_at := code.cron_next(spec, job.time_zone, plan.occurrence);
     end case;
+    if plan.occurrence > job.next_run_at then
+      plan.missed_from := job.next_run_at;
+    end if;
   end if;
   skip := skip or (overlapping and job.options->>'overlap' = 'skip');
   plan.status := case when skip then 'skipped' else 'running' end;
@@ -132,8 +136,10 @@ begin
      where (j.next_run_at is not null or j.extra_run_at is not null or j.retry_at is not null)
        and least(j.next_run_at, j.extra_run_at, j.retry_at) <= now()
        and j.owner <> all (full_owners)
-       -- overlap 'queue': not while a run is running (and not taking a place in the batch)
-       and not (j.options->>'overlap' = 'queue'
+       -- Not while a run is running (and not taking a place in the batch): with overlap 'queue',
+       -- and with overlap 'skip' when a retry is due, which waits for the running run rather
+       -- than being skipped (a retry, of a lost run say, is never dropped for overlapping).
+       and not ((j.options->>'overlap' = 'queue' or (j.options->>'overlap' = 'skip' and j.retry_at is not null and j.retry_at <= now()))
                 and exists (select from data.job_runs r where r.job_id = j.id and r.status = 'running'))
      order by least(j.next_run_at, j.extra_run_at, j.retry_at), j.id
      limit max_runs
@@ -157,9 +163,16 @@ begin
       from planned p
      where j.id = p.job_id
   ), inserted as (
-    insert into data.job_runs as r (job_id, owner, function_owner, scheduled_for, status, attempt, executor_id, finished_at)
+    -- One `missed` row for the occurrences a job's missed-run policy passed over, if any, then
+    -- the run (or skip) of its planned occurrence: ids follow the occurrences, and the newest row
+    -- of a job is its run.
+    insert into data.job_runs as r (job_id, owner, function_owner, scheduled_for, status, attempt, executor_id, finished_at, missed_before)
+    select p.job_id, p.owner, p.function_owner, p.missed_from, 'missed', 1, claim_runs.executor_id, now(), p.occurrence
+      from planned p
+     where p.missed_from is not null
+    union all
     select p.job_id, p.owner, p.function_owner, p.occurrence, p.status, p.attempt, claim_runs.executor_id,
-           case when p.status = 'skipped' then now() end
+           case when p.status = 'skipped' then now() end, null
       from planned p
     on conflict on constraint job_runs_one_per_occurrence do nothing  -- this occurrence already has its run
     returning r.id, r.job_id, r.status
