@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { makePgService } from 'postgraphile/adaptors/pg';
 import { PostGraphileAmberPreset } from 'postgraphile/presets/amber';
 import type { Logger } from '../logger.ts';
-import { makeMaskError } from './errors.ts';
+import { makeMaskError, type DatabaseHealth } from './errors.ts';
 import { makeGuardsPlugin, type QueryLimits } from './guards.ts';
 import type { RequestIdentities } from './identity.ts';
 import { ConnectionShares, timeoutSettings, type RequestLimits } from './limits.ts';
@@ -24,6 +24,8 @@ export interface PresetOptions {
   /** Largest request body in bytes. */
   readonly maxRequestBytes: number;
   readonly logger: Logger;
+  /** Logs database outages once each; errors of requests that meet one are noted in it. */
+  readonly health: DatabaseHealth;
 }
 
 /**
@@ -59,7 +61,7 @@ export function makePreset(options: PresetOptions): GraphileConfig.Preset {
       graphiql: true,
       websockets: true,
       maxRequestLength: options.maxRequestBytes,
-      maskError: makeMaskError(options.logger, requestLimits),
+      maskError: makeMaskError(options.logger, requestLimits, options.health),
     },
     grafast: {
       explain: false,

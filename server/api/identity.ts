@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type {} from 'postgraphile/grafserv/node'; // Grafast.RequestContext's node and ws
-import type { Identity, VerifyAuthorization } from './auth.ts';
+import { AuthError, type Identity, type VerifyAuthorization } from './auth.ts';
 import type { UserDirectory } from './users.ts';
 
 declare global {
@@ -44,6 +44,12 @@ export class RequestIdentities {
     if (!identity) {
       identity = this.identify(connectionAuthorization(requestContext.ws?.normalizedConnectionParams));
       this.wsIdentities.set(params, identity);
+      // A refusal stands for the connection; a failure to ask (the database away) does not, or the
+      // connection's later subscriptions would fail after the database is back.
+      const asked = identity;
+      asked.catch((error: unknown) => {
+        if (!(error instanceof AuthError) && this.wsIdentities.get(params) === asked) this.wsIdentities.delete(params);
+      });
     }
     return identity;
   }

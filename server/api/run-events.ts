@@ -3,6 +3,7 @@ import type { WithPgClient } from 'postgraphile/@dataplan/pg';
 import { context, lambda, listen, type GrafastSubscriber } from 'postgraphile/grafast';
 import { extendSchema } from 'postgraphile/utils';
 import { HardcronError } from '../errors.ts';
+import { databaseTrouble, type DatabaseHealth } from './errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Identity } from './auth.ts';
 
@@ -15,6 +16,9 @@ export const PUMP_INTERVAL_MS = 100;
 const IDS_PER_QUESTION = 10_000;
 /** How long an id the log skipped (taken by a transaction not yet committed) is waited for. */
 const MISSING_FOR_MS = 10 * 60_000;
+/** Waits between attempts to listen again, or to read again, after the database went away: from the first to the last, doubling. */
+const RETRY_FIRST_MS = 200;
+const RETRY_LAST_MS = 10_000;
 /** Skipped ids remembered at most; the oldest are given up first. */
 const MAX_MISSING = 10_000;
 /**
@@ -69,6 +73,12 @@ export interface Registration {
  * waited for MISSING_FOR_MS (a rolled-back id never commits), and at most MAX_MISSING are kept.
  * Each id is announced exactly once, and an event of a run cannot be announced before the
  * run's earlier events: its transaction began after theirs committed.
+ *
+ * When its connection breaks (the database restarts or fails over), the pump keeps its head and
+ * its missing ids and listens again with backoff (RETRY_FIRST_MS doubling to RETRY_LAST_MS, also
+ * while a read-only standby refuses LISTEN), then asks about everything since its head: what
+ * committed while nobody listened is announced then, each id once. Subscriptions stay open
+ * meanwhile; they simply receive nothing until the pump listens again.
  */
 export class RunEventPump {
   private client: pg.PoolClient | null = null;
@@ -78,6 +88,9 @@ export class RunEventPump {
   private readonly missing = new Map<bigint, number>();
   private readonly listeners = new Set<(announcement: Announcement) => void>();
   private timer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  /** Counts losses: a retry loop begun for an earlier loss stops when a newer one begins. */
+  private losses = 0;
   private asking = false;
   private pending = false;
   private lastAskedAt = 0;
@@ -87,6 +100,7 @@ export class RunEventPump {
   constructor(
     private readonly pool: pg.Pool,
     private readonly logger: Logger,
+    private readonly health: DatabaseHealth,
     private readonly intervalMs = PUMP_INTERVAL_MS,
   ) {}
 
@@ -115,6 +129,7 @@ export class RunEventPump {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.retryTimer);
     this.listeners.clear();
     await this.connecting?.catch(() => {});
     const client = this.client;
@@ -166,15 +181,27 @@ export class RunEventPump {
     this.client = null;
     client.release(true);
     if (this.stopped) return;
-    this.logger.warn({ err: error }, 'run events: the listening connection was lost; reconnecting');
-    const retry = (attempt: number): void => {
-      if (this.stopped || this.client) return;
-      this.listening().catch((reconnectError: unknown) => {
-        this.logger.warn({ err: reconnectError }, 'run events: reconnecting failed');
-        setTimeout(() => retry(attempt + 1), Math.min(5_000, 100 * 2 ** attempt)).unref();
-      });
-    };
-    retry(0);
+    // The outage itself is logged once by `health` (with the pool's own failures); this says
+    // what it means for subscriptions, once per loss, not once per attempt.
+    this.health.note(error, 'the run event reader');
+    this.logger.info({ err: error }, 'run events: the listening connection was lost; listening again when the database answers (subscriptions stay open and miss nothing)');
+    clearTimeout(this.retryTimer);
+    this.relisten(++this.losses, 0);
+  }
+
+  /** Tries to listen again, with backoff, until it does, the pump stops or the connection is lost anew. */
+  private relisten(loss: number, attempt: number): void {
+    this.retryTimer = undefined;
+    if (this.stopped || this.client || loss !== this.losses) return;
+    this.listening().then(
+      () => this.logger.info({ attempts: attempt + 1 }, 'run events: listening again'),
+      (error: unknown) => {
+        if (this.stopped || loss !== this.losses) return;
+        this.health.note(error, 'the run event reader');
+        this.logger.debug({ err: error, attempt }, 'run events: listening again failed; retrying');
+        this.retryTimer = setTimeout(() => this.relisten(loss, attempt + 1), retryDelay(attempt)).unref();
+      },
+    );
   }
 
   private readonly onNotification = (message: pg.Notification): void => {
@@ -211,7 +238,11 @@ export class RunEventPump {
       if (!this.stopped) {
         this.failures++;
         this.pending = true;
-        this.logger.warn({ err: error }, 'run events: reading the log failed');
+        // A broken connection is the outage `health` logs (and lost() reconnects); anything else
+        // is logged when it starts, not at every retry.
+        if (!this.health.note(error, 'the run event reader') && this.failures === 1) {
+          this.logger.warn({ err: error }, 'run events: reading the log failed; retrying with backoff');
+        }
       }
     } finally {
       this.asking = false;
@@ -244,6 +275,12 @@ export class RunEventPump {
     const announcement: Announcement = { from: after, to, missing, late };
     for (const listener of this.listeners) listener(announcement);
   }
+}
+
+/** The wait before retry `attempt` (0, 1, …): doubling from RETRY_FIRST_MS up to RETRY_LAST_MS, less up to a quarter at random so that servers do not retry in step. */
+function retryDelay(attempt: number): number {
+  const full = Math.min(RETRY_LAST_MS, RETRY_FIRST_MS * 2 ** Math.min(attempt, 16));
+  return full - Math.floor(Math.random() * (full / 4));
 }
 
 function compareIds(a: bigint, b: bigint): number {
@@ -360,6 +397,8 @@ class EventStream implements AsyncIterableIterator<string> {
   private wake: (() => void) | null = null;
   private readonly expiry: { cancel(): void } | null;
   private closed = false;
+  /** Reads in a row that found the database unavailable. */
+  private failedReads = 0;
 
   constructor(
     private readonly withPgClient: WithPgClient,
@@ -407,12 +446,21 @@ class EventStream implements AsyncIterableIterator<string> {
         if (this.closed) return DONE;
         const id = this.ready.shift();
         if (id !== undefined) return { value: id, done: false };
-        if (this.catchUp) {
-          await this.readCatchUpPage(this.catchUp);
-        } else if (this.announcements.length > 0) {
-          await this.readAnnounced(this.announcements.splice(0));
-        } else {
+        if (!this.catchUp && this.announcements.length === 0) {
           await this.sleep();
+          continue;
+        }
+        try {
+          if (this.catchUp) await this.readCatchUpPage(this.catchUp);
+          else await this.readAnnounced();
+          this.failedReads = 0;
+        } catch (error) {
+          // The database went away under this read: what it was to read stays queued (a catch-up
+          // page moves on only once read, announcements are taken only once read), and it is read
+          // again after a backoff, or as soon as the pump announces more (it listens again by
+          // then). Any other error ends the subscription.
+          if (this.closed || databaseTrouble(error) !== 'unavailable') throw error;
+          await this.sleep(retryDelay(this.failedReads++));
         }
       }
     } catch (error) {
@@ -439,10 +487,12 @@ class EventStream implements AsyncIterableIterator<string> {
     this.wake?.();
   }
 
-  /** Until an announcement arrives or the subscription ends (its client left, its token expired). */
-  private sleep(): Promise<void> {
+  /** Until an announcement arrives or the subscription ends (its client left, its token expired), or at most `ms`. */
+  private sleep(ms?: number): Promise<void> {
     return new Promise<void>((resolve) => {
+      const timer = ms === undefined ? undefined : setTimeout(() => this.wake?.(), ms);
       this.wake = () => {
+        clearTimeout(timer);
         this.wake = null;
         resolve();
       };
@@ -465,8 +515,12 @@ class EventStream implements AsyncIterableIterator<string> {
     this.ready.push(...ids);
   }
 
-  /** One read for any number of announcements (consecutive: each starts where the one before ended). */
-  private async readAnnounced(announcements: readonly Announcement[]): Promise<void> {
+  /**
+   * One read for all the announcements waiting (consecutive: each starts where the one before
+   * ended); they are taken off the queue only once read.
+   */
+  private async readAnnounced(): Promise<void> {
+    const announcements = this.announcements.slice();
     const first = announcements[0];
     const last = announcements.at(-1);
     if (!first || !last) return;
@@ -487,6 +541,7 @@ class EventStream implements AsyncIterableIterator<string> {
         this.jobId?.toString() ?? null,
       ],
     );
+    this.announcements.splice(0, announcements.length);
     this.ready.push(...ids);
   }
 

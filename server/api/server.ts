@@ -11,7 +11,7 @@ import { checkRuntimeLogin } from '../db/login.ts';
 import type { Logger } from '../logger.ts';
 import { checkWholeNumber, LOOPBACK } from '../settings.ts';
 import { AuthError, createTokenVerifier, type AuthOptions } from './auth.ts';
-import { anonymousRequests, requestIds } from './errors.ts';
+import { anonymousRequests, DATABASE_TROUBLE, DatabaseHealth, requestIds } from './errors.ts';
 import { makePreset } from './graphile.config.ts';
 import { RunEventPump } from './run-events.ts';
 import { ServerMetrics } from './metrics.ts';
@@ -61,8 +61,19 @@ export async function startGraphQLServer(options: GraphQLServerOptions): Promise
     // pg-pool awaits this before it hands out a new connection (the types say void).
     onConnect: pinSearchPath,
   });
-  pool.on('error', (error) => logger.warn({ err: error }, 'an idle database connection failed'));
-  const runEvents = new RunEventPump(pool, logger);
+  const health = new DatabaseHealth(logger);
+  // A connection that breaks (a failover, a restart, a cut link) makes its client emit 'error',
+  // and an 'error' event nobody listens to ends the process. pg-pool listens only while a client
+  // is idle in the pool; this listener stays for the client's whole life, checked out (inside a
+  // request's transaction, or as the run event reader's LISTEN connection) or not. The failure
+  // itself reaches the query that was running, or the next one ("not queryable"); the pool then
+  // discards the client on release and connects anew on demand.
+  pool.on('connect', (client) => {
+    health.reachable();
+    client.on('error', (error) => health.unavailable(error, 'a pooled connection'));
+  });
+  pool.on('error', (error) => health.unavailable(error, 'an idle pooled connection'));
+  const runEvents = new RunEventPump(pool, logger, health);
   try {
     const database = await checkRuntimeLogin(pool, 'authenticator', 'the server', options.connectionString);
     const identities = new RequestIdentities(createTokenVerifier(options.auth, database), new UserDirectory(pool, database));
@@ -76,6 +87,7 @@ export async function startGraphQLServer(options: GraphQLServerOptions): Promise
         requestLimits,
         maxRequestBytes: options.maxRequestBytes ?? 100_000,
         logger,
+        health,
       }),
     );
     const serv = pgl.createServ(grafserv);
@@ -97,12 +109,29 @@ export async function startGraphQLServer(options: GraphQLServerOptions): Promise
       res.json({ status: 'ok' });
     });
     app.get('/readyz', (_req, res) => {
-      pool.query('select 1').then(
-        () => res.json({ status: 'ready' }),
-        () => res.status(503).json({ status: 'unready' }),
-      );
+      // Ready means writable: behind the address after a failover may be a standby (in recovery)
+      // or a database set read-only, where every mutation would fail.
+      pool
+        .query<{ recovery: boolean; read_only: string }>(
+          `select pg_catalog.pg_is_in_recovery() as recovery, pg_catalog.current_setting('transaction_read_only') as read_only`,
+        )
+        .then(
+          ({ rows }) => {
+            if (rows[0]?.recovery === true || rows[0]?.read_only === 'on') {
+              health.readOnly(null, '/readyz');
+              res.status(503).json({ status: 'unready', code: DATABASE_TROUBLE['read-only'].code });
+              return;
+            }
+            health.writable();
+            res.json({ status: 'ready' });
+          },
+          (error: unknown) => {
+            const trouble = health.note(error, '/readyz') ?? 'unavailable';
+            res.status(503).json({ status: 'unready', code: DATABASE_TROUBLE[trouble].code });
+          },
+        );
     });
-    app.use('/graphql', authenticate(identities, logger));
+    app.use('/graphql', authenticate(identities, logger, health));
     const server = createServer(app);
     // Upgraded (websocket) connections are not closed by server.close(): track every socket.
     const sockets = new Set<Socket>();
@@ -150,7 +179,7 @@ function assignRequestId(req: Request, res: Response, next: NextFunction): void 
  * Verifies the bearer token of every GraphQL HTTP request before grafserv sees it: a bad token
  * is a 401 with a GraphQL error body, and nothing reaches PostgreSQL.
  */
-function authenticate(identities: RequestIdentities, logger: Logger) {
+function authenticate(identities: RequestIdentities, logger: Logger, health: DatabaseHealth) {
   return (req: Request, res: Response, next: NextFunction): void => {
     identities.authenticateHttp(req).then(
       // Remembered for the error mapping: a refusal of an anonymous request says a token is missing.
@@ -159,6 +188,12 @@ function authenticate(identities: RequestIdentities, logger: Logger) {
         if (error instanceof AuthError) {
           res.status(401).setHeader('www-authenticate', 'Bearer error="invalid_token"');
           res.json({ errors: [{ message: error.message, extensions: { code: error.code } }] });
+          return;
+        }
+        // The token was good, but the user directory could not be asked: logged once per outage.
+        const trouble = health.note(error, 'the token check');
+        if (trouble) {
+          res.status(503).json({ errors: [{ message: DATABASE_TROUBLE[trouble].message, extensions: { code: DATABASE_TROUBLE[trouble].code } }] });
           return;
         }
         logger.error({ err: error, requestId: res.getHeader('x-request-id') }, 'token check failed');

@@ -19,6 +19,9 @@ export async function pinSearchPath(client: pg.ClientBase): Promise<void> {
  */
 export async function connectClient(connectionString: string, applicationName: string): Promise<pg.Client> {
   const client = new pg.Client(sessionConfig(connectionString, applicationName));
+  // Listened to from the start: a connection that breaks while the search_path is being checked
+  // emits 'error' too (the failing query reports it).
+  client.on('error', () => {});
   try {
     await client.connect();
     await pinSearchPath(client);
@@ -30,6 +33,5 @@ export async function connectClient(connectionString: string, applicationName: s
       { cause: error },
     );
   }
-  client.on('error', () => {});
   return client;
 }

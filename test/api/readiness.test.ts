@@ -54,7 +54,7 @@ describe('/readyz follows the database', { timeout: 3 * DEADLINE_MS }, () => {
     expect(await status(readyz)).toEqual({ status: 200, body: { status: 'ready' } });
 
     await proxy.down();
-    expect(await untilStatus(readyz, 503)).toEqual({ status: 'unready' });
+    expect(await untilStatus(readyz, 503)).toEqual({ status: 'unready', code: 'HC_DATABASE_UNAVAILABLE' });
     expect(await status(`${server.url}/healthz`)).toEqual({ status: 200, body: { status: 'ok' } });
 
     await proxy.up();
