@@ -104,6 +104,7 @@ table data.job_runs owner <db>$data
   column executor_id text
   column claimed_at timestamp with time zone not null default now()
   column missed_before timestamp with time zone
+  column claim_token uuid
   constraint job_runs_attempt_check CHECK (((attempt >= 1) AND (attempt <= 1000)))
   constraint job_runs_error_sqlstate_check CHECK ((error_sqlstate ~ '^[0-9A-Z]{5}$'::text))
   constraint job_runs_finished CHECK (((status = 'running'::text) = (finished_at IS NULL)))
@@ -750,7 +751,7 @@ $function$
 -- owner <db>$code
 
 CREATE OR REPLACE FUNCTION code.claim_runs(executor_id text, max_runs integer, owners text[] DEFAULT '{}'::text[], room integer[] DEFAULT '{}'::integer[], per_owner integer DEFAULT 10000)
- RETURNS TABLE(run_id bigint, job_id bigint, timeout_ms integer, owner text)
+ RETURNS TABLE(run_id bigint, job_id bigint, timeout_ms integer, owner text, claim_token uuid)
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
@@ -805,20 +806,22 @@ begin
     -- One `missed` row for the occurrences a job's missed-run policy passed over, if any, then
     -- the run (or skip) of its planned occurrence: ids follow the occurrences, and the newest row
     -- of a job is its run.
-    insert into data.job_runs as r (job_id, owner, function_owner, scheduled_for, status, attempt, executor_id, finished_at, missed_before)
-    select p.job_id, p.owner, p.function_owner, p.missed_from, 'missed', 1, claim_runs.executor_id, now(), p.occurrence
+    insert into data.job_runs as r (job_id, owner, function_owner, scheduled_for, status, attempt, executor_id, finished_at,
+                                    missed_before, claim_token)
+    select p.job_id, p.owner, p.function_owner, p.missed_from, 'missed', 1, claim_runs.executor_id, now(), p.occurrence, null
       from planned p
      where p.missed_from is not null
     union all
     select p.job_id, p.owner, p.function_owner, p.occurrence, p.status, p.attempt, claim_runs.executor_id,
-           case when p.status = 'skipped' then now() end, null
+           case when p.status = 'skipped' then now() end, null,
+           case when p.status = 'running' then gen_random_uuid() end  -- names this claim (see code.start_run)
       from planned p
     on conflict on constraint job_runs_one_per_occurrence do nothing  -- this occurrence already has its run
-    returning r.id, r.job_id, r.status
+    returning r.id, r.job_id, r.status, r.claim_token
   ), announced as materialized (
     select i.*, code.log_run_event(i.id, i.job_id, i.status) from inserted i  -- announced by the executor
   )
-  select a.id, a.job_id, p.timeout_ms, p.owner
+  select a.id, a.job_id, p.timeout_ms, p.owner, a.claim_token
     from announced a join planned p on p.job_id = a.job_id
    where a.status = 'running'
    order by p.position;
@@ -974,6 +977,26 @@ begin
 end;
 $function$
 -- owner <db>$code
+
+CREATE OR REPLACE FUNCTION code.finish_interrupted(run_id bigint, claim_token uuid, started_at timestamp with time zone, error_sqlstate text, error_message text)
+ RETURNS text
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  status text := case when code.cancel_requested(run_id) then 'cancelled' else 'failed' end;
+begin
+  if claim_token is null or not exists (select from data.job_runs r where r.id = finish_interrupted.run_id
+                                                                      and r.claim_token = finish_interrupted.claim_token) then
+    perform code.fail('HC302', format('run %s is not this claim of it: nothing recorded', run_id));
+  end if;
+  perform code.finish_run(run_id, status, started_at, error_sqlstate => error_sqlstate, error_message => error_message);
+  return status;
+end;
+$function$
+-- owner <db>$code
+grant EXECUTE on function code.finish_interrupted(bigint,uuid,timestamp with time zone,text,text) to <db>$api
 
 CREATE OR REPLACE FUNCTION code.finish_run(run_id bigint, status text, started_at timestamp with time zone, rows_returned bigint DEFAULT NULL::bigint, rows_affected bigint DEFAULT NULL::bigint, error_sqlstate text DEFAULT NULL::text, error_message text DEFAULT NULL::text, error_detail text DEFAULT NULL::text, error_hint text DEFAULT NULL::text, error_context text DEFAULT NULL::text, reject_reason text DEFAULT NULL::text)
  RETURNS void
@@ -1855,7 +1878,7 @@ end;
 $function$
 -- owner <db>$code
 
-CREATE OR REPLACE FUNCTION code.start_run(run_id bigint, executor_id text)
+CREATE OR REPLACE FUNCTION code.start_run(run_id bigint, executor_id text, claim_token uuid)
  RETURNS TABLE(job_id bigint, scheduled_for timestamp with time zone, started_at timestamp with time zone, done_status text, owner text, call_sql text, arguments text[])
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -1870,8 +1893,9 @@ begin
   -- Locked until the run's transaction ends: code.sweep_runs passes over a run whose row is held,
   -- and declares lost one whose row nobody holds.
   select * into run from data.job_runs r where r.id = start_run.run_id for update;
-  if run.id is null or run.executor_id is distinct from start_run.executor_id then
-    perform code.fail('HC302', format('run %s is not a claimed run of this executor', start_run.run_id));
+  if run.id is null or run.executor_id is distinct from start_run.executor_id
+     or run.claim_token is distinct from start_run.claim_token or start_run.claim_token is null then
+    perform code.fail('HC302', format('run %s is not a claimed run of this executor (or not this claim of it)', start_run.run_id));
   end if;
   job_id := run.job_id;
   scheduled_for := run.scheduled_for;
@@ -1917,9 +1941,9 @@ begin
 end;
 $function$
 -- owner <db>$code
-grant EXECUTE on function code.start_run(bigint,text) to <db>$api
+grant EXECUTE on function code.start_run(bigint,text,uuid) to <db>$api
 
-CREATE OR REPLACE FUNCTION code.sweep_runs(grace interval, own text DEFAULT NULL::text, only_run bigint DEFAULT NULL::bigint)
+CREATE OR REPLACE FUNCTION code.sweep_runs(grace interval, own text DEFAULT NULL::text, only_run bigint DEFAULT NULL::bigint, only_token uuid DEFAULT NULL::uuid)
  RETURNS integer
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -1940,7 +1964,7 @@ begin
     select r.id, r.job_id, r.scheduled_for, r.attempt
       from data.job_runs r
      where r.status = 'running'
-       and (only_run is null or r.id = only_run)
+       and (only_run is null or (r.id = only_run and r.claim_token = only_token))
        and (r.claimed_at < now() - grace
             or r.executor_id = own
             or not exists (select from data.executors e where e.id = r.executor_id))
@@ -1957,7 +1981,7 @@ begin
 end;
 $function$
 -- owner <db>$code
-grant EXECUTE on function code.sweep_runs(interval,text,bigint) to <db>$api
+grant EXECUTE on function code.sweep_runs(interval,text,bigint,uuid) to <db>$api
 
 CREATE OR REPLACE FUNCTION code.type_oid(type_name text)
  RETURNS oid
@@ -2106,7 +2130,7 @@ AS $function$ select * from code.cancel_targets(executor_id) $function$
 grant EXECUTE on function executor.cancel_targets(text) to <db>$executor
 
 CREATE OR REPLACE FUNCTION executor.claim_runs(executor_id text, max_runs integer, owners text[] DEFAULT '{}'::text[], room integer[] DEFAULT '{}'::integer[], per_owner integer DEFAULT 10000)
- RETURNS TABLE(run_id bigint, job_id bigint, timeout_ms integer, owner text)
+ RETURNS TABLE(run_id bigint, job_id bigint, timeout_ms integer, owner text, claim_token uuid)
  LANGUAGE sql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
@@ -2123,21 +2147,14 @@ AS $function$ select code.due_backlog() $function$
 -- owner <db>$api
 grant EXECUTE on function executor.due_backlog() to <db>$executor
 
-CREATE OR REPLACE FUNCTION executor.finish_interrupted(run_id bigint, started_at timestamp with time zone, error_sqlstate text, error_message text)
+CREATE OR REPLACE FUNCTION executor.finish_interrupted(run_id bigint, claim_token uuid, started_at timestamp with time zone, error_sqlstate text, error_message text)
  RETURNS text
- LANGUAGE plpgsql
+ LANGUAGE sql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
-AS $function$
-declare
-  status text := case when code.cancel_requested(run_id) then 'cancelled' else 'failed' end;
-begin
-  perform code.finish_run(run_id, status, started_at, error_sqlstate => error_sqlstate, error_message => error_message);
-  return status;
-end;
-$function$
+AS $function$ select code.finish_interrupted(run_id, claim_token, started_at, error_sqlstate, error_message) $function$
 -- owner <db>$api
-grant EXECUTE on function executor.finish_interrupted(bigint,timestamp with time zone,text,text) to <db>$executor
+grant EXECUTE on function executor.finish_interrupted(bigint,uuid,timestamp with time zone,text,text) to <db>$executor
 
 CREATE OR REPLACE FUNCTION executor.finish_run(run_id bigint, status text, started_at timestamp with time zone, rows_returned bigint DEFAULT NULL::bigint, rows_affected bigint DEFAULT NULL::bigint, error_sqlstate text DEFAULT NULL::text, error_message text DEFAULT NULL::text, error_detail text DEFAULT NULL::text, error_hint text DEFAULT NULL::text, error_context text DEFAULT NULL::text)
  RETURNS void
@@ -2189,7 +2206,7 @@ AS $function$ select code.renew_executor_lease(executor_id, make_interval(secs =
 -- owner <db>$api
 grant EXECUTE on function executor.renew_lease(text,numeric) to <db>$executor
 
-CREATE OR REPLACE FUNCTION executor.run(run_id bigint, executor_id text)
+CREATE OR REPLACE FUNCTION executor.run(run_id bigint, executor_id text, claim_token uuid)
  RETURNS TABLE(job_id bigint, status text, lateness_ms double precision, duration_ms double precision)
  LANGUAGE plpgsql
  SET search_path TO 'pg_catalog', 'pg_temp'
@@ -2200,7 +2217,7 @@ declare
   before   bigint;
   state    text; msg text; detail text; hint text; context text;
 begin
-  select * into strict plan from executor.start_run(run_id, executor_id) p;
+  select * into strict plan from executor.start_run(run_id, executor_id, claim_token) p;
   job_id := plan.job_id;
   status := plan.done_status;
   if status is null then
@@ -2253,7 +2270,7 @@ begin
 end;
 $function$
 -- owner <db>$api
-grant EXECUTE on function executor.run(bigint,text) to <db>$executor
+grant EXECUTE on function executor.run(bigint,text,uuid) to <db>$executor
 
 CREATE OR REPLACE FUNCTION executor.run_is_running(run_id bigint)
  RETURNS boolean
@@ -2264,27 +2281,27 @@ AS $function$ select code.run_is_running(run_id) $function$
 -- owner <db>$api
 grant EXECUTE on function executor.run_is_running(bigint) to <db>$executor
 
-CREATE OR REPLACE FUNCTION executor.start_run(run_id bigint, executor_id text)
+CREATE OR REPLACE FUNCTION executor.start_run(run_id bigint, executor_id text, claim_token uuid)
  RETURNS TABLE(job_id bigint, scheduled_for timestamp with time zone, started_at timestamp with time zone, done_status text, owner text, call_sql text, arguments text[])
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 begin
-  return query select * from code.start_run(run_id, executor_id);
+  return query select * from code.start_run(run_id, executor_id, claim_token);
 end;
 $function$
 -- owner <db>$api
-grant EXECUTE on function executor.start_run(bigint,text) to <db>$executor
+grant EXECUTE on function executor.start_run(bigint,text,uuid) to <db>$executor
 
-CREATE OR REPLACE FUNCTION executor.sweep_runs(grace_seconds numeric, own text DEFAULT NULL::text, only_run bigint DEFAULT NULL::bigint)
+CREATE OR REPLACE FUNCTION executor.sweep_runs(grace_seconds numeric, own text DEFAULT NULL::text, only_run bigint DEFAULT NULL::bigint, only_token uuid DEFAULT NULL::uuid)
  RETURNS integer
  LANGUAGE sql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
-AS $function$ select code.sweep_runs(make_interval(secs => grace_seconds), own, only_run) $function$
+AS $function$ select code.sweep_runs(make_interval(secs => grace_seconds), own, only_run, only_token) $function$
 -- owner <db>$api
-grant EXECUTE on function executor.sweep_runs(numeric,text,bigint) to <db>$executor
+grant EXECUTE on function executor.sweep_runs(numeric,text,bigint,uuid) to <db>$executor
 
 CREATE OR REPLACE FUNCTION executor.tuples_changed()
  RETURNS bigint

@@ -371,7 +371,7 @@ export class Executor {
         return;
       }
       try {
-        const status = await recordInterruptedRun(client, run.runId, sentAt, describe(error));
+        const status = await recordInterruptedRun(client, run, sentAt, describe(error));
         this.report({ runId: run.runId, jobId: run.jobId, status, latenessMs: 0, durationMs: 0 });
       } catch (recordError) {
         // HC303: no longer running (swept as lost meanwhile): nothing to do.
@@ -388,7 +388,7 @@ export class Executor {
   private async abandon(slot: Slot, run: ClaimedRun, error: unknown): Promise<void> {
     try {
       slot.client = await this.connect();
-      const lost = await sweepRuns(slot.client, 0, this.id, run.runId);
+      const lost = await sweepRuns(slot.client, 0, this.id, run);
       this.logger.warn({ runId: run.runId, err: describe(error), lost: lost > 0 }, 'connection lost during a run');
     } catch (sweepError) {
       this.logger.warn({ runId: run.runId, err: describe(sweepError) }, 'connection lost during a run; the sweep will retry it');

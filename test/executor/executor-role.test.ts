@@ -52,7 +52,7 @@ describe("the executor's own role is powerless", () => {
 
   test("its api refuses runs that are not this executor's and claims without a lease", async () => {
     expect(await failureOf(executor, `select * from executor.claim_runs('nobody', 10)`)).toMatchObject({ code: 'HC302' });
-    expect(await failureOf(executor, `select * from executor.start_run(1, 'nobody')`)).toMatchObject({ code: 'HC302' });
+    expect(await failureOf(executor, `select * from executor.start_run(1, 'nobody', gen_random_uuid())`)).toMatchObject({ code: 'HC302' });
     expect(await failureOf(executor, `select executor.finish_run(1, 'succeeded', now())`)).toMatchObject({ code: 'HC303' });
     expect(await failureOf(executor, `select executor.renew_lease('x y; drop', 30)`)).toMatchObject({ code: 'HC301' });
   });

@@ -105,15 +105,15 @@ describe('executor statements at scale', () => {
   });
 
   test(`running and finishing a run reads a few runs, with ${BACKLOG} running`, async () => {
-    const { rows } = await executor.query<{ run_id: string }>(`select run_id from executor.claim_runs('scale', $1)`, [BACKLOG]);
+    const { rows } = await executor.query<{ run_id: string; claim_token: string }>(`select run_id, claim_token from executor.claim_runs('scale', $1)`, [BACKLOG]);
     expect(rows).toHaveLength(BACKLOG);
     const { rows: running } = await db().admin.query<{ n: number }>(`select count(*)::int as n from data.job_runs where status = 'running'`);
     expect(running[0]?.n).toBe(BACKLOG);
     // Twenty runs, as in a batch: from the sixth on, PL/pgSQL runs its statements with generic plans.
     const statuses: string[] = [];
     const reads = await readsDuring(executor, runsOid, async () => {
-      for (const { run_id } of rows.slice(0, 20)) {
-        const result = await executor.query<{ status: string }>(`select status from executor.run($1, 'scale')`, [run_id]);
+      for (const { run_id, claim_token } of rows.slice(0, 20)) {
+        const result = await executor.query<{ status: string }>(`select status from executor.run($1, 'scale', $2)`, [run_id, claim_token]);
         statuses.push(result.rows[0]?.status ?? '');
       }
     });

@@ -58,13 +58,20 @@ describe('verdicts and their locks within a transaction', () => {
   /** `count` jobs of alice calling fn, due now, claimed by the executor: their run ids. */
   async function claimed(count: number): Promise<string[]> {
     for (let i = 0; i < count; i++) await runNow(alice, `${fn}()`);
-    const { rows } = await executor.query<{ run_id: string }>(`select run_id from executor.claim_runs('by-hand', $1)`, [count]);
+    const { rows } = await executor.query<{ run_id: string; claim_token: string }>(
+      `select run_id, claim_token from executor.claim_runs('by-hand', $1)`,
+      [count],
+    );
     expect(rows).toHaveLength(count);
+    for (const row of rows) tokens.set(row.run_id, row.claim_token);
     return rows.map((row) => row.run_id);
   }
 
+  /** Each claimed run's claim token, by run id. */
+  const tokens = new Map<string, string>();
+
   async function run(runId: string): Promise<string> {
-    const { rows } = await executor.query<{ status: string }>(`select status from executor.run($1, 'by-hand')`, [runId]);
+    const { rows } = await executor.query<{ status: string }>(`select status from executor.run($1, 'by-hand', $2)`, [runId, tokens.get(runId)]);
     return rows[0]?.status ?? '';
   }
 

@@ -63,11 +63,14 @@ export async function executeNow(db: TestDatabase, jobIds: string[], session?: p
   await db.admin.query('update data.jobs set extra_run_at = now() where id = any($1::bigint[])', [jobIds]);
   const executor = session ?? (await executorSession(db));
   await executor.query('select executor.renew_lease($1, 60)', [EXECUTOR_ID]);
-  const { rows: claimed } = await executor.query<{ run_id: string }>('select run_id from executor.claim_runs($1, 1000)', [EXECUTOR_ID]);
-  for (const { run_id } of claimed) {
+  const { rows: claimed } = await executor.query<{ run_id: string; claim_token: string }>(
+    'select run_id, claim_token from executor.claim_runs($1, 1000)',
+    [EXECUTOR_ID],
+  );
+  for (const { run_id, claim_token } of claimed) {
     await executor.query('begin');
     try {
-      await executor.query('select * from executor.run($1, $2)', [run_id, EXECUTOR_ID]);
+      await executor.query('select * from executor.run($1, $2, $3)', [run_id, EXECUTOR_ID, claim_token]);
       await executor.query('commit');
     } catch (error) {
       await executor.query('rollback');
@@ -86,7 +89,9 @@ type RunIdentity = 'id' | 'job_id' | 'scheduled_for' | 'started_at' | 'finished_
 
 /** The outcome of a run, without what differs between any two runs (ids, times, job). */
 export function outcomeOf(run: RunRow): Omit<RunRow, RunIdentity> {
-  const { id: _id, job_id: _job, scheduled_for: _for, started_at: _started, finished_at: _finished, executor_id: _executor, ...outcome } = run;
+  const { id: _id, job_id: _job, scheduled_for: _for, started_at: _started, finished_at: _finished, executor_id: _executor, ...rest } = run;
+  // Which claim it was is identity too (a random token per claim).
+  const { claim_token: _claim, ...outcome } = rest as typeof rest & { claim_token?: string };
   return outcome;
 }
 

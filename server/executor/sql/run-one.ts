@@ -9,6 +9,8 @@ export interface RunOutcome {
   readonly durationMs: number;
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 interface RunRow {
   job_id: string;
   status: string;
@@ -20,14 +22,16 @@ interface RunRow {
  * Runs one claimed run as one transaction in one round trip: the two statements of one simple
  * query form an implicit transaction, so the run's statement_timeout holds for it alone, its
  * checks, call, effects and record commit together, and an error rolls all of it back with
- * nothing left open. Only the run id (a bigint from the database) and the executor id (quoted)
- * are put into the text.
+ * nothing left open. Only the run id (a bigint from the database), its claim token (a uuid from
+ * the database) and the executor id (quoted) are put into the text.
  */
 export async function runOne(client: pg.ClientBase, executorId: string, run: ClaimedRun): Promise<RunOutcome> {
   if (!/^[0-9]+$/.test(run.runId)) throw new Error(`not a run id: ${run.runId}`);
+  if (!UUID.test(run.claimToken)) throw new Error(`not a claim token: ${run.claimToken}`);
   const results = (await client.query(
     `set local statement_timeout = ${Math.max(1, Math.floor(run.timeoutMs))};
-     select job_id, status, lateness_ms, duration_ms from executor.run(${run.runId}, ${client.escapeLiteral(executorId)})`,
+     select job_id, status, lateness_ms, duration_ms
+       from executor.run(${run.runId}, ${client.escapeLiteral(executorId)}, '${run.claimToken}'::uuid)`,
   )) as unknown as pg.QueryResult<RunRow>[];
   const row = results[1]?.rows[0];
   if (!row) throw new Error(`executor.run returned nothing for run ${run.runId}`);
@@ -41,12 +45,13 @@ export async function runOne(client: pg.ClientBase, executorId: string, run: Cla
  */
 export async function recordInterruptedRun(
   client: pg.ClientBase,
-  runId: string,
+  run: ClaimedRun,
   startedAt: Date,
   error: { code?: string; message: string },
 ): Promise<string> {
-  const { rows } = await client.query<{ status: string }>('select executor.finish_interrupted($1, $2, $3, $4) as status', [
-    runId,
+  const { rows } = await client.query<{ status: string }>('select executor.finish_interrupted($1, $2, $3, $4, $5) as status', [
+    run.runId,
+    run.claimToken,
     startedAt,
     error.code && /^[0-9A-Z]{5}$/.test(error.code) ? error.code : '08006',
     error.message,

@@ -109,7 +109,7 @@ $$;
 -- another's due runs. Without them (a claim by hand), no owner is limited.
 create or replace function code.claim_runs(executor_id text, max_runs integer, owners text[] default '{}',
                                            room integer[] default '{}', per_owner integer default 10000)
-  returns table (run_id bigint, job_id bigint, timeout_ms integer, owner text)
+  returns table (run_id bigint, job_id bigint, timeout_ms integer, owner text, claim_token uuid)
   language plpgsql
   security definer
   set search_path = pg_catalog, pg_temp
@@ -166,20 +166,22 @@ begin
     -- One `missed` row for the occurrences a job's missed-run policy passed over, if any, then
     -- the run (or skip) of its planned occurrence: ids follow the occurrences, and the newest row
     -- of a job is its run.
-    insert into data.job_runs as r (job_id, owner, function_owner, scheduled_for, status, attempt, executor_id, finished_at, missed_before)
-    select p.job_id, p.owner, p.function_owner, p.missed_from, 'missed', 1, claim_runs.executor_id, now(), p.occurrence
+    insert into data.job_runs as r (job_id, owner, function_owner, scheduled_for, status, attempt, executor_id, finished_at,
+                                    missed_before, claim_token)
+    select p.job_id, p.owner, p.function_owner, p.missed_from, 'missed', 1, claim_runs.executor_id, now(), p.occurrence, null
       from planned p
      where p.missed_from is not null
     union all
     select p.job_id, p.owner, p.function_owner, p.occurrence, p.status, p.attempt, claim_runs.executor_id,
-           case when p.status = 'skipped' then now() end, null
+           case when p.status = 'skipped' then now() end, null,
+           case when p.status = 'running' then gen_random_uuid() end  -- names this claim (see code.start_run)
       from planned p
     on conflict on constraint job_runs_one_per_occurrence do nothing  -- this occurrence already has its run
-    returning r.id, r.job_id, r.status
+    returning r.id, r.job_id, r.status, r.claim_token
   ), announced as materialized (
     select i.*, code.log_run_event(i.id, i.job_id, i.status) from inserted i  -- announced by the executor
   )
-  select a.id, a.job_id, p.timeout_ms, p.owner
+  select a.id, a.job_id, p.timeout_ms, p.owner, a.claim_token
     from announced a join planned p on p.job_id = a.job_id
    where a.status = 'running'
    order by p.position;

@@ -29,8 +29,10 @@ $$;
 -- its own statement_timeout ends it. A lost attempt is retried (an executor's death is not the
 -- job's failure) up to three times beyond the job's own retries. `own`: an executor that has
 -- just started holds no run, so those recorded under its id are lost at once, not after the grace.
--- `only_run`: the one run an executor's connection broke under, looked at at once.
-create or replace function code.sweep_runs(grace interval, own text default null, only_run bigint default null)
+-- `only_run` and `only_token`: the one run (this claim of it) an executor's connection broke
+-- under, looked at at once.
+create or replace function code.sweep_runs(grace interval, own text default null, only_run bigint default null,
+                                           only_token uuid default null)
   returns integer
   language plpgsql
   security definer
@@ -51,7 +53,7 @@ begin
     select r.id, r.job_id, r.scheduled_for, r.attempt
       from data.job_runs r
      where r.status = 'running'
-       and (only_run is null or r.id = only_run)
+       and (only_run is null or (r.id = only_run and r.claim_token = only_token))
        and (r.claimed_at < now() - grace
             or r.executor_id = own
             or not exists (select from data.executors e where e.id = r.executor_id))
@@ -84,7 +86,7 @@ declare
   db constant text := current_database();
 begin
   execute format('grant execute on function code.renew_executor_lease(text,interval) to %I', db || '$api');
-  execute format('grant execute on function code.sweep_runs(interval,text,bigint) to %I', db || '$api');
+  execute format('grant execute on function code.sweep_runs(interval,text,bigint,uuid) to %I', db || '$api');
   execute format('grant execute on function code.release_executor(text) to %I', db || '$api');
 end;
 $grants$;

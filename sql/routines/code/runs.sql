@@ -1,7 +1,9 @@
 -- A run's life after its claim: started (every check repeated), finished with its outcome in
 -- the same transaction as the job's effects, and retried when its policy says so.
 
-create or replace function code.start_run(run_id bigint, executor_id text)
+-- A run is named by its id and its claim's token (code.claim_runs): after a failover an id can
+-- name another run, a token cannot.
+create or replace function code.start_run(run_id bigint, executor_id text, claim_token uuid)
   returns table (job_id bigint, scheduled_for timestamptz, started_at timestamptz, done_status text,
                  owner text, call_sql text, arguments text[])
   language plpgsql
@@ -17,8 +19,9 @@ begin
   -- Locked until the run's transaction ends: code.sweep_runs passes over a run whose row is held,
   -- and declares lost one whose row nobody holds.
   select * into run from data.job_runs r where r.id = start_run.run_id for update;
-  if run.id is null or run.executor_id is distinct from start_run.executor_id then
-    perform code.fail('HC302', format('run %s is not a claimed run of this executor', start_run.run_id));
+  if run.id is null or run.executor_id is distinct from start_run.executor_id
+     or run.claim_token is distinct from start_run.claim_token or start_run.claim_token is null then
+    perform code.fail('HC302', format('run %s is not a claimed run of this executor (or not this claim of it)', start_run.run_id));
   end if;
   job_id := run.job_id;
   scheduled_for := run.scheduled_for;
@@ -98,6 +101,30 @@ begin
     end if;
   end if;
   perform code.log_run_event(run.id, run.job_id, run.status);  -- announced by the executor after the commit
+end;
+$$;
+
+-- Records a run whose transaction failed outside the job's own error handling (a cancel that
+-- came between the job and its record, say): `cancelled` if it was asked to stop, else `failed`.
+-- Decided by the run's state, never by the error's SQLSTATE. `started_at`: when the executor sent
+-- the run (its own record of the start was rolled back with the rest). Only this claim of the
+-- run (its token) is recorded: HC302 otherwise.
+create or replace function code.finish_interrupted(run_id bigint, claim_token uuid, started_at timestamptz,
+                                                   error_sqlstate text, error_message text)
+  returns text
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  status text := case when code.cancel_requested(run_id) then 'cancelled' else 'failed' end;
+begin
+  if claim_token is null or not exists (select from data.job_runs r where r.id = finish_interrupted.run_id
+                                                                      and r.claim_token = finish_interrupted.claim_token) then
+    perform code.fail('HC302', format('run %s is not this claim of it: nothing recorded', run_id));
+  end if;
+  perform code.finish_run(run_id, status, started_at, error_sqlstate => error_sqlstate, error_message => error_message);
+  return status;
 end;
 $$;
 
@@ -184,9 +211,10 @@ do $grants$
 declare
   db constant text := current_database();
 begin
-  execute format('grant execute on function code.start_run(bigint,text) to %I', db || '$api');
+  execute format('grant execute on function code.start_run(bigint,text,uuid) to %I', db || '$api');
   execute format('grant execute on function code.finish_run(bigint,text,timestamp with time zone,bigint,bigint,text,text,text,text,text,text) to %I', db || '$api');
   execute format('grant execute on function code.run_is_running(bigint) to %I', db || '$api');
+  execute format('grant execute on function code.finish_interrupted(bigint,uuid,timestamp with time zone,text,text) to %I', db || '$api');
   execute format('grant execute on function code.cancel_requested(bigint) to %I', db || '$api');
   execute format('grant execute on function code.cancel_targets(text) to %I', db || '$api');
   execute format('grant execute on function code.cancel_signalled(bigint) to %I', db || '$api');

@@ -3,7 +3,7 @@
 
 create or replace function executor.claim_runs(executor_id text, max_runs integer, owners text[] default '{}',
                                                room integer[] default '{}', per_owner integer default 10000)
-  returns table (run_id bigint, job_id bigint, timeout_ms integer, owner text)
+  returns table (run_id bigint, job_id bigint, timeout_ms integer, owner text, claim_token uuid)
   language sql
   security definer
   set search_path = pg_catalog, pg_temp

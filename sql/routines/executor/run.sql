@@ -1,7 +1,7 @@
 -- Running one claimed run as its owner: every check repeated (code.start_run), the call made in
 -- the owner's frame, and the outcome recorded in the same transaction as the job's effects.
 
-create or replace function executor.start_run(run_id bigint, executor_id text)
+create or replace function executor.start_run(run_id bigint, executor_id text, claim_token uuid)
   returns table (job_id bigint, scheduled_for timestamptz, started_at timestamptz, done_status text,
                  owner text, call_sql text, arguments text[])
   language plpgsql
@@ -9,7 +9,7 @@ create or replace function executor.start_run(run_id bigint, executor_id text)
   set search_path = pg_catalog, pg_temp
 as $$
 begin
-  return query select * from code.start_run(run_id, executor_id);
+  return query select * from code.start_run(run_id, executor_id, claim_token);
 end;
 $$;
 
@@ -56,7 +56,7 @@ as $$ select code.run_is_running(run_id) $$;
 
 -- What follows a job's error is decided by re-reading the run's state (executor.run_is_running),
 -- never by the error's SQLSTATE: a job can raise any SQLSTATE, hardcron's own included.
-create or replace function executor.run(run_id bigint, executor_id text)
+create or replace function executor.run(run_id bigint, executor_id text, claim_token uuid)
   returns table (job_id bigint, status text, lateness_ms double precision, duration_ms double precision)
   language plpgsql
   security invoker
@@ -68,7 +68,7 @@ declare
   before   bigint;
   state    text; msg text; detail text; hint text; context text;
 begin
-  select * into strict plan from executor.start_run(run_id, executor_id) p;
+  select * into strict plan from executor.start_run(run_id, executor_id, claim_token) p;
   job_id := plan.job_id;
   status := plan.done_status;
   if status is null then
@@ -121,23 +121,14 @@ begin
 end;
 $$;
 
--- Records a run whose transaction failed outside the job's own error handling (a cancel that
--- came between the job and its record, say): `cancelled` if it was asked to stop, else `failed`.
--- Decided by the run's state, never by the error's SQLSTATE. `started_at`: when the executor sent
--- the run (its own record of the start was rolled back with the rest).
-create or replace function executor.finish_interrupted(run_id bigint, started_at timestamptz, error_sqlstate text, error_message text)
+-- Records a run whose transaction failed outside the job's own error handling (code.finish_interrupted).
+create or replace function executor.finish_interrupted(run_id bigint, claim_token uuid, started_at timestamptz,
+                                                       error_sqlstate text, error_message text)
   returns text
-  language plpgsql
+  language sql
   security definer
   set search_path = pg_catalog, pg_temp
-as $$
-declare
-  status text := case when code.cancel_requested(run_id) then 'cancelled' else 'failed' end;
-begin
-  perform code.finish_run(run_id, status, started_at, error_sqlstate => error_sqlstate, error_message => error_message);
-  return status;
-end;
-$$;
+as $$ select code.finish_interrupted(run_id, claim_token, started_at, error_sqlstate, error_message) $$;
 
 create or replace function executor.cancel_requested(run_id bigint)
   returns boolean
@@ -191,15 +182,15 @@ do $grants$
 declare
   db constant text := current_database();
 begin
-  execute format('grant execute on function executor.start_run(bigint,text) to %I', db || '$executor');
+  execute format('grant execute on function executor.start_run(bigint,text,uuid) to %I', db || '$executor');
   execute format('grant execute on function executor.finish_run(bigint,text,timestamp with time zone,bigint,bigint,text,text,text,text,text) to %I', db || '$executor');
   execute format('grant execute on function executor.tuples_changed() to %I', db || '$executor');
   execute format('grant execute on function executor.run_is_running(bigint) to %I', db || '$executor');
-  execute format('grant execute on function executor.run(bigint,text) to %I', db || '$executor');
+  execute format('grant execute on function executor.run(bigint,text,uuid) to %I', db || '$executor');
   execute format('grant execute on function executor.cancel_requested(bigint) to %I', db || '$executor');
   execute format('grant execute on function executor.cancel_requested_runs(text) to %I', db || '$executor');
   execute format('grant execute on function executor.cancel_targets(text) to %I', db || '$executor');
   execute format('grant execute on function executor.cancel_signalled(bigint) to %I', db || '$executor');
-  execute format('grant execute on function executor.finish_interrupted(bigint,timestamp with time zone,text,text) to %I', db || '$executor');
+  execute format('grant execute on function executor.finish_interrupted(bigint,uuid,timestamp with time zone,text,text) to %I', db || '$executor');
 end;
 $grants$;
