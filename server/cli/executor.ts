@@ -53,19 +53,22 @@ Environment (flags win):
     }
     const logger = createLogger('hardcron-executor', config.logLevel);
     const executor = new Executor({ ...config.executor, logger });
-    await executor.start();
-    const health =
-      config.health === undefined
-        ? undefined
-        : await startHealthServer({ ...config.health, ready: () => executor.isReady(), registry: executor.metrics.registry, logger });
-    if (health) logger.info({ url: health.url }, 'executor health and metrics listening');
+    let health: Awaited<ReturnType<typeof startHealthServer>> | undefined;
     let stopped: Promise<void> | undefined;
     const stop = (): Promise<void> =>
       (stopped ??= (async () => {
         await health?.stop();
         await executor.stop();
       })());
+    // Before start(): it waits while the database is read-only (a standby behind the address),
+    // and a signal meanwhile must still stop the process.
     stopOnSignals(stop, logger);
+    await executor.start();
+    health =
+      config.health === undefined
+        ? undefined
+        : await startHealthServer({ ...config.health, ready: () => executor.isReady(), registry: executor.metrics.registry, logger });
+    if (health) logger.info({ url: health.url }, 'executor health and metrics listening');
     // Started by `hardcron start` (an IPC channel): stop when it goes away without stopping us.
     if (process.send) {
       process.once('disconnect', () => {

@@ -34,6 +34,30 @@ function isConnectionError(error: unknown): boolean {
   return code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03';
 }
 
+/** A database that refuses writes: a standby (in recovery) or one set read-only behind the address. */
+function isReadOnlyError(error: unknown): boolean {
+  return (error as { code?: string }).code === '25006';
+}
+
+/** The claim's or the renewal's answer when this executor's lease is gone (it expired while cut off). */
+function isLeaseGone(error: unknown): boolean {
+  return (error as { code?: string }).code === 'HC302';
+}
+
+type Trouble = 'unavailable' | 'read-only' | 'lease';
+
+const TROUBLE_MESSAGES: Record<Trouble, string> = {
+  unavailable: 'the database cannot be reached: retrying with backoff (runs nobody is running are retried once it is back)',
+  'read-only': 'the database is read-only (a standby in recovery, or set read-only): waiting until it accepts writes',
+  lease: "this executor's lease is gone (it expired while the database was away): renewing it now",
+};
+
+function troubleOf(error: unknown): Trouble | null {
+  if (isReadOnlyError(error)) return 'read-only';
+  if (isLeaseGone(error)) return 'lease';
+  return isConnectionError(error) ? 'unavailable' : null;
+}
+
 function describe(error: unknown): { code?: string; message: string } {
   const { code, message } = error as { code?: string; message?: string };
   return { ...(code ? { code } : {}), message: message ?? String(error) };
@@ -63,7 +87,13 @@ export class Executor {
   private stopping = false;
   private control: pg.Client | undefined;
   private claimer: pg.Client | undefined;
-  private leaseTimer: NodeJS.Timeout | undefined;
+  /** The one loop that renews the lease and sweeps; `leaseWaker` wakes it early. */
+  private leaseLoop: Promise<void> | undefined;
+  private readonly leaseWaker = new Waker();
+  /** When the lease was last renewed (ms since the epoch), for /readyz. */
+  private renewedAt = 0;
+  /** What is wrong with the database now, logged once when it starts and once when it ends. */
+  private trouble: Trouble | null = null;
   private watchdog: NodeJS.Timeout | undefined;
   private cancelPoll: NodeJS.Timeout | undefined;
   private dispatcher: Promise<void> | undefined;
@@ -84,10 +114,13 @@ export class Executor {
     this.slots = Array.from({ length: this.options.concurrency }, () => ({ client: undefined, run: undefined, deadline: 0 }));
   }
 
-  /** Whether the database answers on the control connection (for /readyz). */
+  /**
+   * Whether the database answers on the control connection and the lease was renewed within its
+   * length (for /readyz): a read-only database answers, but takes no renewal.
+   */
   async isReady(): Promise<boolean> {
     const control = this.control;
-    if (this.stopping || !control) return false;
+    if (this.stopping || !control || Date.now() - this.renewedAt > this.options.leaseSeconds * 1000) return false;
     try {
       await withTimeout(this.serially(() => ping(control)), 2000);
       return true;
@@ -111,12 +144,26 @@ export class Executor {
     return this.options.executorId;
   }
 
-  /** Connects, takes the lease, and starts claiming. Resolves once it is running. */
+  /**
+   * Connects, takes the lease, and starts claiming. Resolves once it is running. A database that
+   * is read-only (a standby behind the address) is waited for, with one log line, until it
+   * accepts writes or stop() is called; any other failure to start rejects.
+   */
   async start(): Promise<void> {
-    this.control = await this.connectControl();
+    for (let attempt = 0; !this.control; attempt++) {
+      try {
+        this.control = await this.connectControl();
+      } catch (error) {
+        if (!isReadOnlyError(error) || this.stopping) throw error;
+        this.troubled(error, 'start');
+        await this.backoff(attempt);
+      }
+    }
+    this.renewedAt = Date.now();
+    this.fine();
     // Runs recorded under this id before now are nobody's: this process holds none yet.
     await sweepRuns(this.control, this.graceSeconds(), this.id);
-    this.leaseTimer = setInterval(() => void this.onLeaseTick(), (this.options.leaseSeconds * 1000) / 3);
+    this.leaseLoop = this.renewLeases();
     this.watchdog = setInterval(() => void this.cancelOverrunRuns(), 250);
     // Without LISTEN, requests to cancel runs (paused or unscheduled jobs) are looked for while
     // runs are going, once per poll interval.
@@ -138,6 +185,7 @@ export class Executor {
     if (this.stopping) return;
     this.stopping = true;
     this.waker.wakeAll();
+    this.leaseWaker.wakeAll();
     await this.dispatcher;
     const finished = Promise.all([...this.inFlight]);
     const inTime = await Promise.race([
@@ -150,7 +198,7 @@ export class Executor {
       await this.controlQuery((control) => terminateBackends(control, running)).catch(() => {});
       await finished;
     }
-    clearInterval(this.leaseTimer);
+    await this.leaseLoop;
     clearInterval(this.watchdog);
     clearInterval(this.cancelPoll);
     if (this.announceTimer) {
@@ -176,18 +224,61 @@ export class Executor {
     return this.options.leaseSeconds / 3;
   }
 
-  private async onLeaseTick(): Promise<void> {
-    try {
-      await this.controlQuery(async (control) => {
-        await renewLease(control, this.id, this.options.leaseSeconds);
-        const lost = await sweepRuns(control, this.graceSeconds());
-        if (lost > 0) this.logger.warn({ runs: lost }, 'runs nobody was running declared lost');
-      });
-    } catch (error) {
-      this.logger.warn({ err: describe(error) }, 'lease renewal failed');
+  /**
+   * The executor's one lease loop: renews the lease and sweeps every third of the lease, sooner
+   * when woken (a claim found the lease gone), and after a failure retries with backoff, never
+   * more than one attempt at a time.
+   */
+  private async renewLeases(): Promise<void> {
+    const every = (this.options.leaseSeconds * 1000) / 3;
+    for (let attempt = 0; !this.stopping; ) {
+      let renewed = false;
+      try {
+        await this.controlQuery(async (control) => {
+          await renewLease(control, this.id, this.options.leaseSeconds);
+          this.renewedAt = Date.now();
+          const lost = await sweepRuns(control, this.graceSeconds());
+          if (lost > 0) this.logger.warn({ runs: lost }, 'runs nobody was running declared lost');
+        });
+        renewed = true;
+      } catch (error) {
+        this.troubled(error, 'lease renewal');
+      }
+      if (renewed) {
+        if (attempt > 0) {
+          this.fine();
+          this.waker.wakeAll(); // the dispatcher may be backing off: claim now
+          void this.sendAnnouncement(); // events committed before the outage may not have been announced
+        }
+        attempt = 0;
+        // Run events older than an hour, in bounded chunks (it logs its own failures).
+        await this.serially(() => pruneRunEvents(this.control, this.logger));
+      } else {
+        attempt++;
+      }
+      if (this.stopping) return;
+      await this.leaseWaker.wait(renewed ? every : Math.min(every, backoffMs(attempt)));
     }
-    // Run events older than an hour, in bounded chunks (it logs its own failures).
-    await this.serially(() => pruneRunEvents(this.control, this.logger));
+  }
+
+  /** Logs what is wrong with the database once, when it starts (and a new kind of trouble). */
+  private troubled(error: unknown, where: string): void {
+    const trouble = troubleOf(error);
+    if (trouble === null) {
+      this.logger.warn({ err: describe(error), where }, 'database operation failed');
+      return;
+    }
+    if (trouble === 'lease') this.leaseWaker.wakeAll();
+    if (this.trouble === trouble) return;
+    this.trouble = trouble;
+    this.logger.warn({ err: describe(error), where }, TROUBLE_MESSAGES[trouble]);
+  }
+
+  /** The database works again: logged once after trouble. */
+  private fine(): void {
+    if (this.trouble === null) return;
+    this.trouble = null;
+    this.logger.info('the database works again: claiming');
   }
 
   private async connect(): Promise<pg.Client> {
@@ -198,7 +289,8 @@ export class Executor {
         client_connection_check_interval: 250,
       }),
     );
-    client.on('error', (error) => this.logger.warn({ err: describe(error) }, 'database connection lost'));
+    // The failure reaches the statement that was running, or the next one; logged there, once per outage.
+    client.on('error', (error) => this.logger.debug({ err: describe(error) }, 'database connection lost'));
     await client.connect();
     await pinSearchPath(client);
     this.metrics.openConnections.inc();
@@ -224,23 +316,23 @@ export class Executor {
   }
 
   /**
-   * Runs `operation` on the control connection, reconnecting (with backoff) until it succeeds;
-   * once stopping, it gives up after a few attempts and rejects.
+   * Runs `operation` on the control connection, connecting it first if it is gone. One attempt:
+   * on failure the connection is dropped (the next operation connects anew) and the error
+   * rethrown; the lease loop is what keeps trying.
    */
   private async controlQuery(operation: (control: pg.Client) => Promise<void>): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
+    await this.serially(async () => {
       try {
         this.control ??= await this.connectControl();
-        const control = this.control;
-        await this.serially(() => operation(control));
-        return;
+        await operation(this.control);
       } catch (error) {
-        await this.control?.end().catch(() => {});
-        this.control = undefined;
-        if (this.stopping && attempt >= 3) throw error;
-        await this.backoff(attempt);
+        if (troubleOf(error) !== null) {
+          await this.control?.end().catch(() => {});
+          this.control = undefined;
+        }
+        throw error;
       }
-    }
+    });
   }
 
   /**
@@ -277,12 +369,12 @@ export class Executor {
         if (cancelled > 0) this.logger.info({ runs: cancelled }, 'cancelled runs of paused or unscheduled jobs');
       });
     } catch (error) {
-      this.logger.warn({ err: describe(error) }, 'could not look for runs to cancel');
+      this.troubled(error, 'looking for runs to cancel');
     }
   }
 
   private backoff(attempt: number): Promise<void> {
-    return new Promise((resolve) => setTimeout(resolve, Math.min(MAX_BACKOFF_MS, 50 * 2 ** attempt)));
+    return new Promise((resolve) => setTimeout(resolve, backoffMs(attempt)));
   }
 
   /** How many more runs each owner with runs on this executor may start now. */
@@ -310,6 +402,7 @@ export class Executor {
         const claimed = await claimRuns(this.claimer, this.id, max, this.ownerRoom(), this.options.maxRunsPerOwner);
         this.metrics.claimBatchSize.observe(claimed.length);
         attempt = 0;
+        this.fine(); // a claim needs a writable database and a live lease
         if (claimed.length > 0) this.announce();
         claimed.forEach((run, i) => this.begin(idle[i] as Slot, run));
         if (claimed.length === 0) {
@@ -319,10 +412,12 @@ export class Executor {
           await this.waker.wait(Math.min(waitMs ?? Infinity, this.options.pollIntervalMs));
         }
       } catch (error) {
-        this.logger.warn({ err: describe(error) }, 'claim failed; reconnecting');
-        await this.claimer?.end().catch(() => {});
-        this.claimer = undefined;
-        await this.backoff(attempt++);
+        this.troubled(error, 'claim'); // a lost lease wakes the lease loop
+        if (troubleOf(error) !== 'lease') {
+          await this.claimer?.end().catch(() => {});
+          this.claimer = undefined;
+        }
+        await this.waker.wait(backoffMs(attempt++)); // the lease loop wakes it when the database is back
       }
     }
   }
@@ -413,7 +508,7 @@ export class Executor {
     try {
       await this.controlQuery(announceRunEvents);
     } catch (error) {
-      this.logger.warn({ err: describe(error) }, 'could not announce run events');
+      this.troubled(error, 'announcing run events');
     }
   }
 
@@ -427,6 +522,11 @@ export class Executor {
       'run finished',
     );
   }
+}
+
+/** 50 ms doubling up to MAX_BACKOFF_MS. */
+function backoffMs(attempt: number): number {
+  return Math.min(MAX_BACKOFF_MS, 50 * 2 ** attempt);
 }
 
 /** The server process behind a connection (node-pg keeps it from the start-up handshake). */
