@@ -20,7 +20,9 @@
  *    locked at once);
  *  - BENCH_GW_COMPLETE_DELAY_MS (default 0): graphile-worker's `completeJobBatchDelay` (and
  *    `failJobBatchDelay`);
- *  - BENCH_STEADY_SECONDS (default 10): length of the steady measurement.
+ *  - BENCH_STEADY_SECONDS (default 10): length of the steady measurement;
+ *  - BENCH_STEADY_CONCURRENCY (default 16): the executor's connections in the steady
+ *    measurements, at most half of them per owner.
  *
  * Figures:
  *  - limit_runs_per_s: raw `pg` at the same concurrency doing the minimal per-run transaction
@@ -38,9 +40,16 @@
  *    the mean number of runs per claim (drain_runs_per_claim), and the rate over the first and
  *    the second half of the runs (drain_first_half/second_half_runs_per_s);
  *  - ratio_hardcron_over_graphile_worker, ratio_hardcron_over_limit: drain rate over each;
- *  - steady_p50/p99_lateness_ms: jobs due at a steady 500 per second;
+ *  - drain_server_cpu_ms_per_run / drain_node_cpu_ms_per_run / drain_connections: CPU time of
+ *    the executor's server processes (read from /proc, so only when PostgreSQL runs on this
+ *    machine) and of this process per run, and the executor's connections, during the drain;
+ *  - steady_p50/p99_lateness_ms: jobs due at a steady 500 per second; and the same beside an owner
+ *    whose runs sleep 2 s each, four jobs due every second (steady_slow_owner_p50/p99_lateness_ms,
+ *    the steady owner's runs only), both with BENCH_STEADY_CONCURRENCY connections, half of them
+ *    at most per owner (the default share);
  *  - wakeup_lateness_ms: an idle executor and one job due in one second.
  */
+import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { Logger as WorkerLogger, makeWorkerUtils, run as runWorker } from 'graphile-worker';
 import { withBenchDatabase, withClient } from './database.ts';
@@ -57,6 +66,9 @@ const GW_LOCAL_QUEUE = Number(process.env.BENCH_GW_LOCAL_QUEUE ?? 500);
 const GW_COMPLETE_DELAY_MS = Number(process.env.BENCH_GW_COMPLETE_DELAY_MS ?? 0);
 const GW_SCHEMA = 'bench_graphile_worker';
 const STEADY_RATE = 500;
+// The steady measurements: more connections than the drain, half of them at most per owner
+// (the default share), so that the steady owner keeps the drain's eight whatever the slow one does.
+const STEADY_CONCURRENCY = Math.min(Number(process.env.BENCH_STEADY_CONCURRENCY ?? 16), EXECUTOR_SETTINGS.concurrency.max);
 const STEADY_SECONDS = Number(process.env.BENCH_STEADY_SECONDS ?? 10);
 
 function report(figure: string, value: number, unit: string, extra: Record<string, unknown> = {}): void {
@@ -71,6 +83,7 @@ async function main(): Promise<void> {
       jobs: JOBS,
       concurrency: CONCURRENCY,
       max_runs_per_owner: CONCURRENCY,
+      steady_concurrency: STEADY_CONCURRENCY,
       graphile_worker: { local_queue: GW_LOCAL_QUEUE, complete_job_batch_delay_ms: GW_COMPLETE_DELAY_MS },
     });
 
@@ -80,7 +93,8 @@ async function main(): Promise<void> {
     const drain = await measureDrain(adminUrl, executorUrl);
     report('ratio_hardcron_over_graphile_worker', drain / graphileWorker, 'ratio');
     report('ratio_hardcron_over_limit', drain / limit, 'ratio');
-    await measureSteady(adminUrl, executorUrl);
+    await measureSteady(adminUrl, executorUrl, false);
+    await measureSteady(adminUrl, executorUrl, true);
     await measureWakeup(adminUrl, executorUrl);
   });
 }
@@ -101,6 +115,13 @@ async function setUp(adminUrl: string, database: string): Promise<string> {
       create table bench.done (id bigint generated always as identity primary key, at timestamptz not null default now());
       create function bench.work() returns void security definer set search_path = pg_catalog, pg_temp
         language sql as $$ insert into bench.done default values $$;
+      set local role ${role('mgr')};
+      call mgr.re_create_role('slow', null, true);
+      call mgr.add_user('sloth', null, true, '{slow}');
+      set local role ${role('slow')};
+      create schema slow;
+      create function slow.nap() returns void security definer set search_path = pg_catalog, pg_temp
+        language sql as $$ select pg_sleep(2) $$;
       commit`);
     await c.query(`alter role ${role('executor')} password 'bench'`);
     const url = new URL(adminUrl);
@@ -132,15 +153,18 @@ async function insertJobs(adminUrl: string, count: number, dueSql: string): Prom
   });
 }
 
-async function runStats(adminUrl: string): Promise<{ n: number; p50: number; p99: number; first: Date; middle: Date; last: Date }> {
+async function runStats(adminUrl: string, functionOwner?: string): Promise<{ n: number; p50: number; p99: number; first: Date; middle: Date; last: Date }> {
   return withClient(adminUrl, async (c) => {
-    const { rows } = await c.query(`
+    const { rows } = await c.query(
+      `
       select count(*)::int as n,
              percentile_cont(0.5) within group (order by extract(epoch from started_at - scheduled_for) * 1000) as p50,
              percentile_cont(0.99) within group (order by extract(epoch from started_at - scheduled_for) * 1000) as p99,
              min(started_at) as first, max(finished_at) as last,
              percentile_disc(0.5) within group (order by started_at) as middle
-        from data.job_runs where status = 'succeeded'`);
+        from data.job_runs where status = 'succeeded' and ($1::text is null or function_owner = $1)`,
+      [functionOwner ?? null],
+    );
     return rows[0];
   });
 }
@@ -160,12 +184,12 @@ async function waitForRuns(adminUrl: string, count: number): Promise<void> {
   await waitFor(adminUrl, `select count(*)::int as n from data.job_runs where status <> 'running'`, (n) => n >= count);
 }
 
-function executor(executorUrl: string): Executor {
+function executor(executorUrl: string, concurrency = CONCURRENCY, maxRunsPerOwner = concurrency): Executor {
   return new Executor({
     connectionString: executorUrl,
-    concurrency: CONCURRENCY,
-    // One owner in the benchmark: let it have every connection.
-    maxRunsPerOwner: CONCURRENCY,
+    concurrency,
+    // One owner in the drain: let it have every connection (the steady measurements pass half).
+    maxRunsPerOwner,
     logger: pino({ level: 'info' }, pino.destination('/dev/null')),
   });
 }
@@ -267,10 +291,13 @@ async function measureGraphileWorker(adminUrl: string): Promise<number> {
 async function measureDrain(adminUrl: string, executorUrl: string): Promise<number> {
   await insertJobs(adminUrl, JOBS, `now()`);
   const started = performance.now();
+  const nodeCpu = process.cpuUsage();
   const ex = executor(executorUrl);
   await ex.start();
   await waitForRuns(adminUrl, JOBS);
   const ms = performance.now() - started;
+  const node = process.cpuUsage(nodeCpu);
+  const server = await executorBackends(adminUrl);
   await ex.stop();
   const stats = await runStats(adminUrl);
   const rate = (stats.n / ms) * 1000;
@@ -287,6 +314,9 @@ async function measureDrain(adminUrl: string, executorUrl: string): Promise<numb
   const halves = (a: Date, b: Date): number => (stats.n / 2 / (b.getTime() - a.getTime())) * 1000;
   report('drain_first_half_runs_per_s', halves(stats.first, stats.middle), 'runs/s');
   report('drain_second_half_runs_per_s', halves(stats.middle, stats.last), 'runs/s');
+  report('drain_node_cpu_ms_per_run', (node.user + node.system) / 1000 / stats.n, 'ms', { note: 'this process: the executor and the benchmark' });
+  if (server.cpuMs !== null) report('drain_server_cpu_ms_per_run', server.cpuMs / stats.n, 'ms', { note: "the executor's PostgreSQL processes" });
+  report('drain_connections', server.connections, 'connections');
   report('drain_p50_lateness_ms', stats.p50, 'ms');
   report('drain_p99_lateness_ms', stats.p99, 'ms');
   await withClient(adminUrl, (c) => c.query('truncate data.job_runs cascade; delete from data.jobs'));
@@ -294,17 +324,50 @@ async function measureDrain(adminUrl: string, executorUrl: string): Promise<numb
   return rate;
 }
 
-async function measureSteady(adminUrl: string, executorUrl: string): Promise<void> {
-  const ex = executor(executorUrl);
+async function measureSteady(adminUrl: string, executorUrl: string, slowOwner: boolean): Promise<void> {
+  const ex = executor(executorUrl, STEADY_CONCURRENCY, Math.max(1, Math.floor(STEADY_CONCURRENCY / 2)));
   await ex.start();
+  const database = await withClient(adminUrl, async (c) => (await c.query<{ d: string }>('select current_database() as d')).rows[0]?.d ?? '');
+  if (slowOwner) {
+    // Four jobs of another owner, each due every second, whose runs take 2 s (overlap allowed):
+    // they would hold every connection if nothing held them back.
+    await withClient(adminUrl, async (c) => {
+      await c.query(`set role ${c.escapeIdentifier(`${database}$sloth`)}`);
+      for (let i = 0; i < 4; i++) {
+        await c.query(`select api.schedule_job('slow.nap()', schedule => '* * * * * *', options => '{"overlap": "allow"}')`);
+      }
+    });
+  }
   const count = STEADY_RATE * STEADY_SECONDS;
   await insertJobs(adminUrl, count, `now() + interval '1 second' + i * interval '${1000 / STEADY_RATE} milliseconds'`);
-  await waitForRuns(adminUrl, count);
+  await waitFor(adminUrl, `select count(*)::int as n from data.job_runs where status <> 'running' and function_owner = '${database}$bench'`, (n) => n >= count);
   await ex.stop();
-  const stats = await runStats(adminUrl);
-  report('steady_p50_lateness_ms', stats.p50, 'ms', { rate: STEADY_RATE, seconds: STEADY_SECONDS });
-  report('steady_p99_lateness_ms', stats.p99, 'ms', { rate: STEADY_RATE, seconds: STEADY_SECONDS });
+  const stats = await runStats(adminUrl, `${database}$bench`);
+  const prefix = slowOwner ? 'steady_slow_owner' : 'steady';
+  report(`${prefix}_p50_lateness_ms`, stats.p50, 'ms', { rate: STEADY_RATE, seconds: STEADY_SECONDS });
+  report(`${prefix}_p99_lateness_ms`, stats.p99, 'ms', { rate: STEADY_RATE, seconds: STEADY_SECONDS });
   await withClient(adminUrl, (c) => c.query('truncate data.job_runs cascade; delete from data.jobs'));
+}
+
+/**
+ * The CPU time so far of the executor's PostgreSQL processes (utime + stime from /proc, in ms;
+ * null when PostgreSQL is not on this machine) and how many connections it has.
+ */
+async function executorBackends(adminUrl: string): Promise<{ cpuMs: number | null; connections: number }> {
+  const pids = await withClient(adminUrl, async (c) =>
+    (await c.query<{ pid: number }>(`select pid from pg_stat_activity where datname = current_database() and usename like '%$executor'`)).rows.map((row) => row.pid),
+  );
+  const ticksPerMs = 100 / 1000; // USER_HZ is 100 on Linux
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      return { cpuMs: null, connections: pids.length };
+    }
+  }
+  return { cpuMs: ticks / ticksPerMs, connections: pids.length };
 }
 
 async function measureWakeup(adminUrl: string, executorUrl: string): Promise<void> {
