@@ -45,7 +45,7 @@ grant USAGE on schema server to <db>$authenticator
 
 -- types
 
-type code.claim_plan owner <db>$code: occurrence timestamp with time zone, attempt integer, next_run_at timestamp with time zone, extra_run_at timestamp with time zone, retry_at timestamp with time zone, retry_scheduled_for timestamp with time zone, retry_attempt integer, status text, timeout_ms integer, missed_from timestamp with time zone
+type code.claim_plan owner <db>$code: occurrence timestamp with time zone, attempt integer, next_run_at timestamp with time zone, extra_run_at timestamp with time zone, retry_at timestamp with time zone, retry_scheduled_for timestamp with time zone, retry_attempt integer, status text, timeout_ms integer, missed_from timestamp with time zone, trigger text
 type code.cron_spec owner <db>$code: seconds integer[], minutes integer[], hours integer[], days integer[], months integer[], weekdays integer[], any_day boolean, any_weekday boolean
 type code.verdict owner <db>$code: reason text, rule integer, message text, function_oid oid, function_owner text
 
@@ -105,6 +105,7 @@ table data.job_runs owner <db>$data
   column claimed_at timestamp with time zone not null default now()
   column missed_before timestamp with time zone
   column claim_token uuid
+  column trigger text
   constraint job_runs_attempt_check CHECK (((attempt >= 1) AND (attempt <= 1000)))
   constraint job_runs_error_sqlstate_check CHECK ((error_sqlstate ~ '^[0-9A-Z]{5}$'::text))
   constraint job_runs_finished CHECK (((status = 'running'::text) = (finished_at IS NULL)))
@@ -116,6 +117,7 @@ table data.job_runs owner <db>$data
   constraint job_runs_rows_affected_check CHECK ((rows_affected >= 0))
   constraint job_runs_rows_returned_check CHECK ((rows_returned >= 0))
   constraint job_runs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'succeeded'::text, 'failed'::text, 'rejected'::text, 'timed_out'::text, 'skipped'::text, 'lost'::text, 'cancelled'::text, 'missed'::text])))
+  constraint job_runs_trigger_check CHECK ((trigger = ANY (ARRAY['schedule'::text, 'run_now'::text, 'retry'::text, 'lost_retry'::text, 'catch_up'::text])))
   CREATE INDEX job_runs_by_job ON data.job_runs (job_id, id DESC)
   CREATE INDEX job_runs_running ON data.job_runs (job_id) WHERE (status = 'running'::text)
   grant DELETE on table data.job_runs to <db>$code
@@ -241,7 +243,9 @@ view api.job_runs owner <db>$api with (security_barrier=true) as
     error_context,
     reject_reason,
     executor_id,
-    missed_before
+    missed_before,
+    trigger,
+    ((EXTRACT(epoch FROM (started_at - scheduled_for)) * (1000)::numeric))::double precision AS lateness_ms
    FROM data.job_runs r
   WHERE ((cardinality(( SELECT s.roles
            FROM seen s)) > 0) AND (ARRAY[owner, function_owner] && ( SELECT s.roles
@@ -807,14 +811,15 @@ begin
     -- the run (or skip) of its planned occurrence: ids follow the occurrences, and the newest row
     -- of a job is its run.
     insert into data.job_runs as r (job_id, owner, function_owner, scheduled_for, status, attempt, executor_id, finished_at,
-                                    missed_before, claim_token)
-    select p.job_id, p.owner, p.function_owner, p.missed_from, 'missed', 1, claim_runs.executor_id, now(), p.occurrence, null
+                                    missed_before, claim_token, trigger)
+    select p.job_id, p.owner, p.function_owner, p.missed_from, 'missed', 1, claim_runs.executor_id, now(), p.occurrence, null, null
       from planned p
      where p.missed_from is not null
     union all
     select p.job_id, p.owner, p.function_owner, p.occurrence, p.status, p.attempt, claim_runs.executor_id,
            case when p.status = 'skipped' then now() end, null,
-           case when p.status = 'running' then gen_random_uuid() end  -- names this claim (see code.start_run)
+           case when p.status = 'running' then gen_random_uuid() end,  -- names this claim (see code.start_run)
+           p.trigger
       from planned p
     on conflict on constraint job_runs_one_per_occurrence do nothing  -- this occurrence already has its run
     returning r.id, r.job_id, r.status, r.claim_token
@@ -1364,14 +1369,19 @@ declare
   skip   boolean := false;
 begin
   plan := row(null, 1, job.next_run_at, job.extra_run_at, job.retry_at, job.retry_scheduled_for, job.retry_attempt,
-              null, ceil((job.options->>'timeout_seconds')::numeric * 1000)::integer, null)::code.claim_plan;
+              null, ceil((job.options->>'timeout_seconds')::numeric * 1000)::integer, null, 'schedule')::code.claim_plan;
   if job.retry_at = due_at then
     plan.occurrence := job.retry_scheduled_for;
     plan.attempt := job.retry_attempt;
     plan.retry_at := null; plan.retry_scheduled_for := null; plan.retry_attempt := null;
+    -- The attempt before (by the occurrence key's unique index): lost, or failed.
+    plan.trigger := case when (select r.status from data.job_runs r
+                                where r.job_id = job.id and r.scheduled_for = job.retry_scheduled_for
+                                  and r.attempt = job.retry_attempt - 1) = 'lost' then 'lost_retry' else 'retry' end;
   elsif job.extra_run_at = due_at then
     plan.occurrence := job.extra_run_at;
     plan.extra_run_at := null;
+    plan.trigger := 'run_now';
   elsif job.schedule is null then
     plan.occurrence := job.next_run_at;
     plan.next_run_at := null;  -- a one-off job has run
@@ -1392,6 +1402,9 @@ begin
     end case;
     if plan.occurrence > job.next_run_at then
       plan.missed_from := job.next_run_at;
+    end if;
+    if catch.newest > job.next_run_at then  -- more than one occurrence had passed
+      plan.trigger := 'catch_up';
     end if;
   end if;
   skip := skip or (overlapping and job.options->>'overlap' = 'skip');
@@ -2586,12 +2599,14 @@ comment on column api.job_run_events.status is 'The status the run took: running
 comment on column api.job_runs.attempt is '1 for the occurrence itself, 2 and up for retries.'
 comment on column api.job_runs.error_sqlstate is 'The SQLSTATE of a failed run.'
 comment on column api.job_runs.executor_id is 'The executor that ran it.'
+comment on column api.job_runs.lateness_ms is 'How late the run started, in milliseconds: its start minus its occurrence.'
 comment on column api.job_runs.missed_before is 'For a missed row: every occurrence of the schedule from scheduled_for up to, not including, this one was never run (the job''s missed-run policy passed over them when it was claimed behind its schedule).'
 comment on column api.job_runs.reject_reason is 'Why the executor refused to call the function (a generic reason code).'
 comment on column api.job_runs.rows_affected is 'Tuples the run inserted, updated and deleted.'
 comment on column api.job_runs.rows_returned is 'Rows the call returned (the output itself is never stored).'
 comment on column api.job_runs.scheduled_for is 'The occurrence this run is for.'
 comment on column api.job_runs.status is 'running, succeeded, failed, rejected, timed_out, skipped, lost, cancelled or missed.'
+comment on column api.job_runs.trigger is 'What made the run: schedule (its schedule, or a one-off''s time), run_now, retry (after a failure or timeout), lost_retry (after its executor lost it) or catch_up (the job was behind its schedule). None for missed rows.'
 comment on column api.jobs.arguments is 'The arguments of the call, a JSON array with one element per parameter.'
 comment on column api.jobs.enabled is 'False while paused.'
 comment on column api.jobs.function_signature is 'The function called, schema-qualified with argument types, e.g. billing.close_day(date).'

@@ -7,7 +7,7 @@ import { eventually } from '../support/child.ts';
 import { createOwner, scheduleJob, type RunRow } from '../support/jobs.ts';
 
 /** The columns of data.job_runs these tests read. */
-type Run = Pick<RunRow, 'status' | 'attempt' | 'scheduled_for' | 'started_at' | 'finished_at' | 'missed_before'>;
+type Run = Pick<RunRow, 'status' | 'attempt' | 'scheduled_for' | 'started_at' | 'finished_at' | 'missed_before' | 'trigger'>;
 
 describe('missed runs, overlap, retries and events', () => {
   const db = useTestDatabase();
@@ -33,7 +33,7 @@ describe('missed runs, overlap, retries and events', () => {
   });
 
   const runsOf = async (jobId: string): Promise<Run[]> =>
-    (await db().admin.query<Run>('select status, attempt, scheduled_for, started_at, finished_at, missed_before from data.job_runs where job_id = $1 order by id', [jobId]))
+    (await db().admin.query<Run>('select status, attempt, scheduled_for, started_at, finished_at, missed_before, trigger from data.job_runs where job_id = $1 order by id', [jobId]))
       .rows;
 
   /** A cron job whose next occurrence `backdate` moves into the past (as after downtime). */
@@ -59,7 +59,8 @@ describe('missed runs, overlap, retries and events', () => {
     expect(first!.scheduled_for.getTime()).toBeGreaterThanOrEqual(scheduledAt - 1000); // not one of the older ones
     // The occurrences passed over are accounted for: one `missed` row from the first of them up
     // to the one that ran.
-    expect(missed).toMatchObject({ status: 'missed', attempt: 1, started_at: null });
+    expect(missed).toMatchObject({ status: 'missed', attempt: 1, started_at: null, trigger: null });
+    expect(first?.trigger).toBe('catch_up');
     expect(missed!.scheduled_for.getTime()).toBeLessThanOrEqual(scheduledAt - 19_000);
     expect(missed!.missed_before?.getTime()).toBe(first!.scheduled_for.getTime());
   });
@@ -75,6 +76,7 @@ describe('missed runs, overlap, retries and events', () => {
     expect(times[1]! - times[0]!).toBe(1000);
     expect(times[2]! - times[1]!).toBe(1000);
     expect(times[0]!).toBeGreaterThanOrEqual(scheduledAt - 5000); // the older ones (up to 30 s back) were passed over…
+    expect(runs[0]?.trigger).toBe('catch_up');
     const missed = (await runsOf(id)).filter((run) => run.status === 'missed');
     expect(missed).toHaveLength(1); // …and recorded, up to the first that ran
     expect(missed[0]!.scheduled_for.getTime()).toBeLessThanOrEqual(scheduledAt - 29_000);
@@ -166,10 +168,10 @@ describe('missed runs, overlap, retries and events', () => {
     // one transaction, so this is final, not a race).
     expect((await db().admin.query('select retry_at from data.jobs where id = $1', [id])).rows).toEqual([{ retry_at: null }]);
     const all = await runsOf(id);
-    expect(all.map((run) => [run.status, run.attempt])).toEqual([
-      ['failed', 1],
-      ['failed', 2],
-      ['failed', 3],
+    expect(all.map((run) => [run.status, run.attempt, run.trigger])).toEqual([
+      ['failed', 1, 'run_now'],
+      ['failed', 2, 'retry'],
+      ['failed', 3, 'retry'],
     ]);
     expect(new Set(all.map((run) => run.scheduled_for.getTime())).size).toBe(1); // the same occurrence
     const gap1 = all[1]!.started_at!.getTime() - all[0]!.finished_at!.getTime();
@@ -205,10 +207,35 @@ describe('missed runs, overlap, retries and events', () => {
       await waitFor(db(), `select exists (select from data.job_runs where job_id = $1 and scheduled_for = $2 and attempt = 2 and status <> 'running') as done`, [id, rows[0]!.at]);
       await alice.query('select api.pause_job($1)', [id]);
       const retries = (await runsOf(id)).filter((run) => run.scheduled_for.getTime() === rows[0]!.at.getTime());
-      expect(retries.map((run) => [run.attempt, run.status])).toEqual([[1, 'lost'], [2, 'succeeded']]);
+      expect(retries.map((run) => [run.attempt, run.status, run.trigger])).toEqual([
+        [1, 'lost', null], // inserted by hand above
+        [2, 'succeeded', 'lost_retry'],
+      ]);
     } finally {
       await sweeper.end();
       await holder.end();
+    }
+  });
+
+  test('trigger, lateness_ms and missed_before through api.job_runs: the owner sees them, another user sees no row', async () => {
+    const id = await cronJob('* * * * * *', { missed: 'latest' }, '10 seconds');
+    await waitFor(db(), `select exists (select from data.job_runs where job_id = $1 and status = 'succeeded') as done`, [id]);
+    await alice.query('select api.pause_job($1)', [id]);
+    const { rows } = await alice.query<{ status: string; trigger: string | null; late: boolean | null; missed: boolean }>(
+      `select status, trigger, lateness_ms >= 0 as late, missed_before is not null as missed
+         from api.job_runs where job_id = $1 and status in ('missed', 'succeeded') order by id limit 2`,
+      [id],
+    );
+    expect(rows).toEqual([
+      { status: 'missed', trigger: null, late: null, missed: true },
+      { status: 'succeeded', trigger: 'catch_up', late: true, missed: false },
+    ]);
+    await db().addUser('eve', { scheduler: true });
+    const eve = await db().login('eve');
+    try {
+      expect((await eve.query('select trigger, lateness_ms, missed_before from api.job_runs where job_id = $1', [id])).rows).toEqual([]);
+    } finally {
+      await eve.end();
     }
   });
 

@@ -153,6 +153,8 @@ export interface RunRow {
   executor_id: string | null;
   /** For a `missed` row: the occurrence after the last one missed. */
   missed_before: Date | null;
+  /** What made the run: schedule, run_now, retry, lost_retry or catch_up (none for missed rows). */
+  trigger: string | null;
 }
 
 /** How a test job is scheduled; anything left out takes api.schedule_job's default. */

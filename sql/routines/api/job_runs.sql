@@ -5,7 +5,8 @@ create or replace view api.job_runs with (security_barrier) as
   with seen as materialized (select code.caller_roles() as roles)
   select r.id, r.job_id, r.owner, r.scheduled_for, r.started_at, r.finished_at, r.status, r.attempt,
          r.rows_returned, r.rows_affected, r.error_sqlstate, r.error_message, r.error_detail, r.error_hint,
-         r.error_context, r.reject_reason, r.executor_id, r.missed_before
+         r.error_context, r.reject_reason, r.executor_id, r.missed_before, r.trigger,
+         (extract(epoch from r.started_at - r.scheduled_for) * 1000)::double precision as lateness_ms
     from data.job_runs r
    where cardinality((select s.roles from seen s)) > 0
      and array[r.owner, r.function_owner] && (select s.roles from seen s);
@@ -31,6 +32,11 @@ comment on column api.job_runs.error_sqlstate is 'The SQLSTATE of a failed run.'
 comment on column api.job_runs.reject_reason is 'Why the executor refused to call the function (a generic reason code).';
 
 comment on column api.job_runs.executor_id is 'The executor that ran it.';
+
+comment on column api.job_runs.trigger is
+'What made the run: schedule (its schedule, or a one-off''s time), run_now, retry (after a failure or timeout), lost_retry (after its executor lost it) or catch_up (the job was behind its schedule). None for missed rows.';
+
+comment on column api.job_runs.lateness_ms is 'How late the run started, in milliseconds: its start minus its occurrence.';
 
 comment on column api.job_runs.missed_before is
 'For a missed row: every occurrence of the schedule from scheduled_for up to, not including, this one was never run (the job''s missed-run policy passed over them when it was claimed behind its schedule).';

@@ -51,7 +51,8 @@ $$;
 
 -- The run policies (overlap, missed, retries) for one due job, as of now: retries first, then a run-now
 -- request, then the schedule with its missed-run policy; overlap decides between run and skip.
--- Occurrences the missed-run policy passes over are the gap [missed_from, occurrence).
+-- Occurrences the missed-run policy passes over are the gap [missed_from, occurrence). `trigger`
+-- says what makes the run (see data.job_runs.trigger).
 create or replace function code.plan_claim(job data.jobs, overlapping boolean)
   returns code.claim_plan
   language plpgsql
@@ -66,14 +67,19 @@ declare
   skip   boolean := false;
 begin
   plan := row(null, 1, job.next_run_at, job.extra_run_at, job.retry_at, job.retry_scheduled_for, job.retry_attempt,
-              null, ceil((job.options->>'timeout_seconds')::numeric * 1000)::integer, null)::code.claim_plan;
+              null, ceil((job.options->>'timeout_seconds')::numeric * 1000)::integer, null, 'schedule')::code.claim_plan;
   if job.retry_at = due_at then
     plan.occurrence := job.retry_scheduled_for;
     plan.attempt := job.retry_attempt;
     plan.retry_at := null; plan.retry_scheduled_for := null; plan.retry_attempt := null;
+    -- The attempt before (by the occurrence key's unique index): lost, or failed.
+    plan.trigger := case when (select r.status from data.job_runs r
+                                where r.job_id = job.id and r.scheduled_for = job.retry_scheduled_for
+                                  and r.attempt = job.retry_attempt - 1) = 'lost' then 'lost_retry' else 'retry' end;
   elsif job.extra_run_at = due_at then
     plan.occurrence := job.extra_run_at;
     plan.extra_run_at := null;
+    plan.trigger := 'run_now';
   elsif job.schedule is null then
     plan.occurrence := job.next_run_at;
     plan.next_run_at := null;  -- a one-off job has run
@@ -94,6 +100,9 @@ begin
     end case;
     if plan.occurrence > job.next_run_at then
       plan.missed_from := job.next_run_at;
+    end if;
+    if catch.newest > job.next_run_at then  -- more than one occurrence had passed
+      plan.trigger := 'catch_up';
     end if;
   end if;
   skip := skip or (overlapping and job.options->>'overlap' = 'skip');
@@ -167,14 +176,15 @@ begin
     -- the run (or skip) of its planned occurrence: ids follow the occurrences, and the newest row
     -- of a job is its run.
     insert into data.job_runs as r (job_id, owner, function_owner, scheduled_for, status, attempt, executor_id, finished_at,
-                                    missed_before, claim_token)
-    select p.job_id, p.owner, p.function_owner, p.missed_from, 'missed', 1, claim_runs.executor_id, now(), p.occurrence, null
+                                    missed_before, claim_token, trigger)
+    select p.job_id, p.owner, p.function_owner, p.missed_from, 'missed', 1, claim_runs.executor_id, now(), p.occurrence, null, null
       from planned p
      where p.missed_from is not null
     union all
     select p.job_id, p.owner, p.function_owner, p.occurrence, p.status, p.attempt, claim_runs.executor_id,
            case when p.status = 'skipped' then now() end, null,
-           case when p.status = 'running' then gen_random_uuid() end  -- names this claim (see code.start_run)
+           case when p.status = 'running' then gen_random_uuid() end,  -- names this claim (see code.start_run)
+           p.trigger
       from planned p
     on conflict on constraint job_runs_one_per_occurrence do nothing  -- this occurrence already has its run
     returning r.id, r.job_id, r.status, r.claim_token
