@@ -27,6 +27,15 @@ const MAX_MISSING = 10_000;
  * rows in id order without reading the whole range first).
  */
 const CATCH_UP_WINDOW = 5_000n;
+/**
+ * After the listening connection was lost, the pump announces again the last this-many ids below
+ * where it stood: a failover to a standby that had not received the newest events loses them,
+ * and the new primary gives their ids to new events, which would otherwise never be announced.
+ * Each subscription skips what it has already delivered (the same id logged at the same time).
+ */
+const REANNOUNCE_IDS = 10_000n;
+/** Deliveries a subscription remembers, to skip them when they are announced again. */
+const REMEMBERED_DELIVERIES = 20_000;
 const MAX_BIGINT = 9223372036854775807n;
 
 /**
@@ -158,9 +167,23 @@ export class RunEventPump {
     try {
       await client.query(`listen ${RUN_EVENTS_CHANNEL}`);
       // Read after LISTEN: whatever commits from here on is noticed.
+      const { rows } = await client.query<{ newest: string }>('select b.newest::text as newest from server.run_events_bounds() b');
+      const newest = BigInt(rows[0]?.newest ?? '0');
       if (this.head === null) {
-        const { rows } = await client.query<{ newest: string }>('select b.newest::text as newest from server.run_events_bounds() b');
-        this.head = BigInt(rows[0]?.newest ?? '0');
+        this.head = newest;
+      } else {
+        // Listening again: what happened meanwhile may include a failover that lost the newest
+        // events, whose ids the new primary hands out again. Announce the recent ids again
+        // (REANNOUNCE_IDS); subscriptions skip those they delivered already.
+        if (newest < this.head) {
+          this.logger.warn(
+            { head: this.head.toString(), newest: newest.toString() },
+            'run events: the event log went back (a failover lost its newest events); announcing the recent ones again',
+          );
+        }
+        const from = (newest < this.head ? newest : this.head) - REANNOUNCE_IDS;
+        this.head = from > 0n ? from : 0n;
+        this.missing.clear();
       }
     } catch (error) {
       client.off('error', onError);
@@ -399,6 +422,8 @@ class EventStream implements AsyncIterableIterator<string> {
   private closed = false;
   /** Reads in a row that found the database unavailable. */
   private failedReads = 0;
+  /** The latest deliveries, id → the time the event was logged: announced again, they are skipped. */
+  private readonly delivered = new Map<string, string>();
 
   constructor(
     private readonly withPgClient: WithPgClient,
@@ -503,7 +528,7 @@ class EventStream implements AsyncIterableIterator<string> {
   private async readCatchUpPage(catchUp: { cursor: bigint; upTo: bigint; skip: readonly bigint[] }): Promise<void> {
     const upper = catchUp.cursor + CATCH_UP_WINDOW < catchUp.upTo ? catchUp.cursor + CATCH_UP_WINDOW : catchUp.upTo;
     const ids = await this.read(
-      `select e.id::text as id from api.job_run_events e
+      `select e.id::text as id, e.at::text as at from api.job_run_events e
         where e.id operator(pg_catalog.>) $1::bigint and e.id operator(pg_catalog.<=) $2::bigint
           and e.id operator(pg_catalog.<>) all ($3::bigint[])
           and ($4::bigint is null or e.job_id operator(pg_catalog.=) $4::bigint)
@@ -527,7 +552,7 @@ class EventStream implements AsyncIterableIterator<string> {
     // A resumed subscription has already received the announced range up to `after`.
     const from = this.after !== null && this.after > first.from ? this.after : first.from;
     const ids = await this.read(
-      `select e.id::text as id from api.job_run_events e
+      `select e.id::text as id, e.at::text as at from api.job_run_events e
         where ((e.id operator(pg_catalog.>) $1::bigint and e.id operator(pg_catalog.<=) $2::bigint
                 and e.id operator(pg_catalog.<>) all ($3::bigint[]))
                or e.id operator(pg_catalog.=) any ($4::bigint[]))
@@ -545,10 +570,23 @@ class EventStream implements AsyncIterableIterator<string> {
     this.ready.push(...ids);
   }
 
-  /** Ids of events the subscriber may see, read as the subscriber in a transaction of its own. */
+  /**
+   * Ids of events the subscriber may see, read as the subscriber in a transaction of its own,
+   * without those it has delivered already (the same id, logged at the same time).
+   */
   private async read(text: string, values: unknown[]): Promise<string[]> {
-    const { rows } = await this.withPgClient(this.pgSettings ?? null, (client) => client.query<{ id: string }>({ text, values }));
-    return this.closed ? [] : rows.map((row) => row.id);
+    const { rows } = await this.withPgClient(this.pgSettings ?? null, (client) => client.query<{ id: string; at: string }>({ text, values }));
+    if (this.closed) return [];
+    const fresh = rows.filter((row) => this.delivered.get(row.id) !== row.at);
+    for (const row of fresh) {
+      this.delivered.delete(row.id);
+      this.delivered.set(row.id, row.at);
+    }
+    for (const id of this.delivered.keys()) {
+      if (this.delivered.size <= REMEMBERED_DELIVERIES) break;
+      this.delivered.delete(id);
+    }
+    return fresh.map((row) => row.id);
   }
 }
 

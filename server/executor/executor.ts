@@ -289,30 +289,53 @@ export class Executor {
         client_connection_check_interval: 250,
       }),
     );
-    // The failure reaches the statement that was running, or the next one; logged there, once per outage.
-    client.on('error', (error) => this.logger.debug({ err: describe(error) }, 'database connection lost'));
-    await client.connect();
-    await pinSearchPath(client);
+    // The failure reaches the statement that was running, or the next one; logged there, once per
+    // outage. A connection that broke while idle is dropped at once, so that no run is sent on it.
+    client.on('error', (error) => {
+      this.logger.debug({ err: describe(error) }, 'database connection lost');
+      this.forget(client);
+    });
+    try {
+      await client.connect();
+      await pinSearchPath(client);
+    } catch (error) {
+      await client.end().catch(() => {});
+      throw error;
+    }
     this.metrics.openConnections.inc();
-    client.once('end', () => this.metrics.openConnections.dec());
+    client.once('end', () => {
+      this.metrics.openConnections.dec();
+      this.forget(client);
+    });
     return client;
   }
 
+  /** A new control connection, with the lease renewed on it; closed again if that fails. */
   private async connectControl(): Promise<pg.Client> {
     const client = await this.connect();
-    await renewLease(client, this.id, this.options.leaseSeconds);
-    if (this.options.listen) {
-      client.on('notification', (message) => {
-        if (message.channel === RUNS_CANCELLED_CHANNEL) void this.cancelRequested();
-        else this.waker.wakeAll();
-      });
-      await listenJobsChanged(client);
-      await listenRunsCancelled(client);
+    try {
+      await renewLease(client, this.id, this.options.leaseSeconds);
+      this.renewedAt = Date.now();
+      if (this.options.listen) {
+        client.on('notification', (message) => {
+          if (message.channel === RUNS_CANCELLED_CHANNEL) void this.cancelRequested();
+          else this.waker.wakeAll();
+        });
+        await listenJobsChanged(client);
+        await listenRunsCancelled(client);
+      }
+    } catch (error) {
+      await client.end().catch(() => {});
+      throw error;
     }
-    client.on('end', () => {
-      if (this.control === client) this.control = undefined;
-    });
     return client;
+  }
+
+  /** Drops a connection that broke or ended from wherever it is kept; the next user connects anew. */
+  private forget(client: pg.Client): void {
+    if (this.control === client) this.control = undefined;
+    if (this.claimer === client) this.claimer = undefined;
+    for (const slot of this.slots) if (slot.client === client) slot.client = undefined;
   }
 
   /**
