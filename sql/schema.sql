@@ -46,7 +46,7 @@ grant USAGE on schema server to <db>$authenticator
 -- types
 
 type code.claim_plan owner <db>$code: occurrence timestamp with time zone, attempt integer, next_run_at timestamp with time zone, extra_run_at timestamp with time zone, retry_at timestamp with time zone, retry_scheduled_for timestamp with time zone, retry_attempt integer, status text, timeout_ms integer, missed_from timestamp with time zone, trigger text
-type code.cron_spec owner <db>$code: seconds integer[], minutes integer[], hours integer[], days integer[], months integer[], weekdays integer[], any_day boolean, any_weekday boolean
+type code.cron_spec owner <db>$code: seconds integer[], minutes integer[], hours integer[], days integer[], months integer[], weekdays integer[], any_day boolean, any_weekday boolean, last_day boolean, last_weekdays integer[], nth_week integer
 type code.verdict owner <db>$code: reason text, rule integer, message text, function_oid oid, function_owner text
 
 -- tables and sequences
@@ -289,8 +289,35 @@ grant SELECT on table api.jobs to <db>$authenticator
 grant SELECT on table api.jobs to <db>$client
 grant SELECT on table api.jobs to <db>$executor
 
+view api.schedulable_functions owner <db>$api with (security_barrier=true) as
+ SELECT function_signature,
+    function_owner,
+    argument_names,
+    argument_types,
+    argument_defaults
+   FROM code.schedulable_functions() s(function_signature, function_owner, argument_names, argument_types, argument_defaults);
+grant SELECT on table api.schedulable_functions to <db>$anonymous
+grant SELECT on table api.schedulable_functions to <db>$client
+
 -- routines
 
+
+CREATE OR REPLACE FUNCTION api.cancel_run(run_id bigint)
+ RETURNS api.job_runs
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  changed_id constant bigint := code.request_cancel_run(run_id);
+  result api.job_runs;
+begin
+  select r.* into strict result from api.job_runs r where r.id = changed_id;
+  return result;
+end;
+$function$
+-- owner <db>$api
+grant EXECUTE on function api.cancel_run(bigint) to <db>$client
 
 CREATE OR REPLACE FUNCTION api.pause_job(job_id bigint)
  RETURNS api.jobs
@@ -308,6 +335,15 @@ end;
 $function$
 -- owner <db>$api
 grant EXECUTE on function api.pause_job(bigint) to <db>$client
+
+CREATE OR REPLACE FUNCTION api.preview_schedule(schedule text, time_zone text DEFAULT 'UTC'::text, count integer DEFAULT 10)
+ RETURNS TABLE(occurs_at timestamp with time zone, local_time text, shifted boolean, repeated boolean)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$ select p.occurs_at, p.local_time, p.shifted, p.repeated from code.preview_schedule(schedule, time_zone, count) p $function$
+-- owner <db>$api
+grant EXECUTE on function api.preview_schedule(text,text,integer) to <db>$client
 
 CREATE OR REPLACE FUNCTION api.resume_job(job_id bigint)
  RETURNS api.jobs
@@ -645,111 +681,30 @@ declare
   fn_oid    oid;
   owner_oid oid;
   sched_oid oid;
-  f         record;
-  problem text;
-  n_args  integer;
-  i       integer;
+  frame_oid oid;
 begin
   fn_oid := code.resolve_function(function_signature);
   -- Looked up once, before the query: as expressions inside it they were evaluated for every
   -- role scanned (its cost grew with the number of roles in the cluster).
   owner_oid := to_regrole(quote_ident(job_owner));
   sched_oid := to_regrole(quote_ident(current_database() || '$job_scheduler'));
+  frame_oid := to_regprocedure(format('frames.%I(text, text[])', job_owner));
 
-  -- Lock first, then read: DDL on the function, and on the owner's roles and memberships, now
-  -- waits for this transaction, so the call that follows a positive verdict runs what was
-  -- checked, as the role that was checked.
+  -- Lock first, then read: DDL on the function and on the owner's frame, and on the owner's
+  -- roles and memberships, now waits for this transaction, so the call that follows a positive
+  -- verdict runs what was checked, in the frame that was checked, as the role that was checked.
   if fn_oid is not null and not mgr.lock_function_definition(fn_oid) then
     fn_oid := null;  -- dropped in the meantime
   end if;
   if owner_oid is not null then
     perform mgr.lock_role_facts(owner_oid, sched_oid);
   end if;
+  if frame_oid is not null and not mgr.lock_function_definition(frame_oid) then
+    frame_oid := null;
+  end if;
 
-  -- Every fact the rules need, in one read.
-  select o.oid as owner_oid, o.rolsuper as owner_super,
-         pg_has_role(o.oid, sched.oid, 'USAGE') as owner_schedules,
-         p.oid as fn_oid, p.prokind, p.prosecdef, p.proconfig, p.proowner, p.provariadic, p.pronargs,
-         p.pronargdefaults, p.proargtypes,
-         fo.rolname as fn_owner_name, fo.rolsuper as fn_owner_super,
-         p.pronamespace in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
-           or exists (select from pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e')
-           as fn_system,
-         pg_has_role(o.oid, p.proowner, 'USAGE') as owner_has_fn_owner
-    into f
-    from (select) one
-    left join pg_roles o on o.oid = owner_oid
-    left join pg_roles sched on sched.oid = sched_oid
-    left join pg_proc p on p.oid = fn_oid
-    left join pg_roles fo on fo.oid = p.proowner;
-
-  -- Rules 1 and 4, for the job owner.
-  if f.owner_oid is null then
-    return code.refuse('owner_not_eligible', 1, format('role %s does not exist', quote_ident(job_owner)));
-  end if;
-  if f.owner_super then
-    return code.refuse('owner_not_eligible', 4, 'a superuser cannot own jobs');
-  end if;
-  if not f.owner_schedules then
-    return code.refuse('owner_not_eligible', 1, format('role %s is not a member of %s', quote_ident(job_owner),
-                                                       quote_ident(current_database() || '$job_scheduler')));
-  end if;
-  -- Rule 1 also needs somewhere safe to run the owner's jobs: its frame, locked like the function.
-  problem := code.frame_problem(job_owner, f.owner_oid);
-  if problem is not null then
-    return code.refuse('owner_not_eligible', 1, format('role %s has no intact frame to run jobs in (%s): an administrator can call mgr.create_frame(%L)',
-                                                       quote_ident(job_owner), problem, job_owner));
-  end if;
-  if f.fn_oid is null then
-    return code.refuse('function_not_eligible', 0, format('function %s does not exist', function_signature));
-  end if;
-  -- Rules 3 and 4 on facts any role can read in the catalog.
-  if f.fn_system then
-    return code.refuse('function_not_eligible', 3, format('%s belongs to PostgreSQL or to an extension', function_signature));
-  end if;
-  if f.fn_owner_super then
-    return code.refuse('function_not_eligible', 4, format('%s is owned by a superuser', function_signature));
-  end if;
-  -- Rule 2: membership with the owner's privileges. Nothing more is said about other roles' functions.
-  if not f.owner_has_fn_owner then
-    return code.refuse('function_not_eligible', 2,
-                       format('you are not a member of %s, which owns %s', quote_ident(f.fn_owner_name), function_signature));
-  end if;
-  -- Rule 3.
-  if f.prokind <> 'f' then
-    return code.refuse('function_not_eligible', 3, format('%s is %s, not a function', function_signature,
-                       case f.prokind when 'p' then 'a procedure' when 'a' then 'an aggregate' when 'w' then 'a window function' else 'a routine' end));
-  end if;
-  if not f.prosecdef then
-    return code.refuse('function_not_eligible', 3, format('%s is not SECURITY DEFINER', function_signature));
-  end if;
-  -- Rule 5.
-  problem := code.search_path_problem(f.proconfig, f.proowner);
-  if problem is not null then
-    return code.refuse('function_not_eligible', 5, format('%s is not safe: %s', function_signature, problem));
-  end if;
-  -- Rule 6.
-  if f.provariadic <> 0 then
-    return code.refuse('function_not_eligible', 6, format('%s is variadic, which jobs do not support', function_signature));
-  end if;
-  if arguments is null or jsonb_typeof(arguments) <> 'array' then
-    return code.refuse('arguments_not_eligible', 6, 'arguments must be a JSON array');
-  end if;
-  n_args := jsonb_array_length(arguments);
-  if n_args > f.pronargs or n_args < f.pronargs - f.pronargdefaults then
-    return code.refuse('arguments_not_eligible', 6, format('%s takes %s argument%s, %s given', function_signature,
-      case when f.pronargdefaults = 0 then f.pronargs::text
-           else format('%s to %s', f.pronargs - f.pronargdefaults, f.pronargs) end,
-      case when f.pronargs = 1 then '' else 's' end, n_args));
-  end if;
-  for i in 0 .. n_args - 1 loop
-    problem := code.argument_problem(arguments -> i, f.proargtypes[i]);
-    if problem is not null then
-      return code.refuse('arguments_not_eligible', 6, format('argument %s: %s', i + 1, problem));
-    end if;
-  end loop;
-
-  return row(null, null, null, f.fn_oid, f.fn_owner_name)::code.verdict;
+  -- A new statement, so a new snapshot: what the locks waited for is seen.
+  return code.eligibility_verdict(job_owner, owner_oid, sched_oid, frame_oid, fn_oid, function_signature, arguments);
 end;
 $function$
 -- owner <db>$code
@@ -835,6 +790,38 @@ $function$
 -- owner <db>$code
 grant EXECUTE on function code.claim_runs(text,integer,text[],integer[],integer) to <db>$api
 
+CREATE OR REPLACE FUNCTION code.cron_day_matches(spec code.cron_spec, day date)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ IMMUTABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  dom        constant integer := extract(day from day)::integer;
+  dow        constant integer := extract(dow from day)::integer;
+  month_days constant integer := extract(day from date_trunc('month', day::timestamp) + interval '1 month - 1 day')::integer;
+  dom_ok boolean;
+  dow_ok boolean;
+begin
+  if not (extract(month from day)::integer = any (spec.months)) then
+    return false;
+  end if;
+  if spec.any_day and spec.any_weekday then
+    return true;
+  end if;
+  dom_ok := dom = any (spec.days) or (coalesce(spec.last_day, false) and dom = month_days);
+  -- n#k: day 7(k-1)+1 to 7k holds the k-th of each weekday; nL: the last 7 days hold the last.
+  dow_ok := (dow = any (spec.weekdays) and coalesce(spec.nth_week, 0) in (0, (dom + 6) / 7))
+            or (dow = any (spec.last_weekdays) and dom > month_days - 7);
+  return case
+    when spec.any_day then dow_ok
+    when spec.any_weekday then dom_ok
+    else dom_ok or dow_ok
+  end;
+end;
+$function$
+-- owner <db>$code
+
 CREATE OR REPLACE FUNCTION code.cron_error(expression text, problem text)
  RETURNS void
  LANGUAGE plpgsql
@@ -849,6 +836,23 @@ end;
 $function$
 -- owner <db>$code
 
+CREATE OR REPLACE FUNCTION code.cron_matches(spec code.cron_spec, zone text, instant timestamp with time zone)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  local_time constant timestamp := instant at time zone zone;
+begin
+  return floor(extract(second from local_time))::integer = any (spec.seconds)
+     and extract(minute from local_time)::integer = any (spec.minutes)
+     and extract(hour from local_time)::integer = any (spec.hours)
+     and code.cron_day_matches(spec, local_time::date);
+end;
+$function$
+-- owner <db>$code
+
 CREATE OR REPLACE FUNCTION code.cron_next(spec code.cron_spec, zone text, after timestamp with time zone)
  RETURNS timestamp with time zone
  LANGUAGE plpgsql
@@ -857,9 +861,9 @@ CREATE OR REPLACE FUNCTION code.cron_next(spec code.cron_spec, zone text, after 
 AS $function$
 declare
   day  date := (after at time zone zone)::date - 1;
-  stop constant date := day + 8 * 366 + 2;
-  dom integer;
-  dow integer;
+  -- A fifth weekday (n#5) restricted to February comes only in leap years whose February starts
+  -- on that weekday: every 28 years, 40 across 2100 (2072, then 2112).
+  stop constant date := day + case when spec.nth_week = 5 then 40 else 8 end * 366 + 2;
   found timestamptz;
 begin
   while day <= stop loop
@@ -867,14 +871,7 @@ begin
       day := (date_trunc('month', day) + interval '1 month')::date;
       continue;
     end if;
-    dom := extract(day from day)::integer;
-    dow := extract(dow from day)::integer;
-    if (case
-          when spec.any_day and spec.any_weekday then true
-          when spec.any_day then dow = any (spec.weekdays)
-          when spec.any_weekday then dom = any (spec.days)
-          else dom = any (spec.days) or dow = any (spec.weekdays)
-        end) then
+    if code.cron_day_matches(spec, day) then
       found := code.cron_next_on_day(spec, zone, day, after);
       if found is not null then return found; end if;
     end if;
@@ -926,6 +923,50 @@ end;
 $function$
 -- owner <db>$code
 
+CREATE OR REPLACE FUNCTION code.cron_refusal(what text, part text)
+ RETURNS text
+ LANGUAGE plpgsql
+ IMMUTABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  -- The item without month and weekday names (JUL has an L of its own).
+  bare constant text := regexp_replace(part, '(sun|mon|tue|wed|thu|fri|sat|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)', '', 'gi');
+begin
+  -- cron-parser's forms: H, H/n, H(a-b), H(a-b)/n; W, nW, LW. An h or w inside a word is a typo.
+  if part ~* '(^|[^a-z])h([^a-z]|$)' then
+    return 'H (a hashed value) is not supported';
+  elsif part ~* '^(l|[0-9]{1,2})?w$' then
+    return 'W (the nearest weekday) is not supported';
+  elsif part ~ '#' then
+    if what <> 'day-of-week' then
+      return format('# is allowed only in day-of-week, not in %s', what);
+    elsif part ~ '^[^,/L#-]*#[0-9]*$' then
+      return format('%s: the week of n#k is 1-5', quote_literal(part));
+    end if;
+    return format('%s: n#k is the whole day-of-week field, one weekday and a week 1-5 (1#2: the second Monday), without a list, range, step or L',
+                  quote_literal(part));
+  elsif part ~ '^([0-9]{1,2}|[a-zA-Z]{3})?l$' then
+    return format('%s: write L in upper case', quote_literal(part));
+  elsif bare ~ 'L' then
+    if what = 'day-of-month' then
+      if part ~ '^[0-9]+L$' then
+        return format('%s: nL is for day-of-week (the last weekday n of the month); in day-of-month L stands alone for the last day', quote_literal(part));
+      end if;
+      return format('%s: L (the last day) is a list item of its own, not part of a range or step', quote_literal(part));
+    elsif what = 'day-of-week' then
+      if part = 'L' then
+        return 'L in day-of-week needs one weekday before it: 5L is the last Friday of the month';
+      end if;
+      return format('%s: nL takes one weekday, 0-7 or a name (5L, friL), and is not part of a range or step', quote_literal(part));
+    end if;
+    return format('L is allowed only in day-of-month (L) and day-of-week (nL), not in %s', what);
+  end if;
+  return format('%s field %s is not a value, range, list or step', what, quote_literal(part));
+end;
+$function$
+-- owner <db>$code
+
 CREATE OR REPLACE FUNCTION code.cron_value(expression text, token text, what text, lo integer, hi integer, names text[])
  RETURNS integer
  LANGUAGE plpgsql
@@ -968,6 +1009,112 @@ AS $function$
 $function$
 -- owner <db>$code
 grant EXECUTE on function code.due_backlog() to <db>$api
+
+CREATE OR REPLACE FUNCTION code.eligibility_verdict(job_owner text, owner_oid oid, sched_oid oid, frame_oid oid, fn_oid oid, function_signature text, arguments jsonb)
+ RETURNS code.verdict
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  f       record;
+  problem text;
+  n_args  integer;
+  i       integer;
+begin
+  -- Every fact the rules need, in one read.
+  select o.oid as owner_oid, o.rolsuper as owner_super,
+         pg_has_role(o.oid, sched.oid, 'USAGE') as owner_schedules,
+         p.oid as fn_oid, p.prokind, p.prosecdef, p.proconfig, p.proowner, p.provariadic, p.pronargs,
+         p.pronargdefaults, p.proargtypes,
+         fo.rolname as fn_owner_name, fo.rolsuper as fn_owner_super,
+         p.pronamespace in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+           or exists (select from pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e')
+           as fn_system,
+         pg_has_role(o.oid, p.proowner, 'USAGE') as owner_has_fn_owner,
+         p.pronamespace = 'frames'::regnamespace as fn_frame
+    into f
+    from (select) one
+    left join pg_roles o on o.oid = owner_oid
+    left join pg_roles sched on sched.oid = sched_oid
+    left join pg_proc p on p.oid = fn_oid
+    left join pg_roles fo on fo.oid = p.proowner;
+
+  -- Rules 1 and 4, for the job owner.
+  if f.owner_oid is null then
+    return code.refuse('owner_not_eligible', 1, format('role %s does not exist', quote_ident(job_owner)));
+  end if;
+  if f.owner_super then
+    return code.refuse('owner_not_eligible', 4, 'a superuser cannot own jobs');
+  end if;
+  if not f.owner_schedules then
+    return code.refuse('owner_not_eligible', 1, format('role %s is not a member of %s', quote_ident(job_owner),
+                                                       quote_ident(current_database() || '$job_scheduler')));
+  end if;
+  -- Rule 1 also needs somewhere safe to run the owner's jobs: its frame.
+  problem := code.frame_problem(frame_oid, f.owner_oid);
+  if problem is not null then
+    return code.refuse('owner_not_eligible', 1, format('role %s has no intact frame to run jobs in (%s): an administrator can call mgr.create_frame(%L)',
+                                                       quote_ident(job_owner), problem, job_owner));
+  end if;
+  if f.fn_oid is null then
+    return code.refuse('function_not_eligible', 0, format('function %s does not exist', function_signature));
+  end if;
+  -- Rules 3 and 4 on facts any role can read in the catalog.
+  if f.fn_system then
+    return code.refuse('function_not_eligible', 3, format('%s belongs to PostgreSQL or to an extension', function_signature));
+  end if;
+  -- A frame is hardcron's own (mgr/frames.sql): it runs whatever SQL it is given, and jobs are
+  -- calls of functions that say what they do.
+  if f.fn_frame then
+    return code.refuse('function_not_eligible', 3, format('%s is a frame, which runs jobs; it is not a job function', function_signature));
+  end if;
+  if f.fn_owner_super then
+    return code.refuse('function_not_eligible', 4, format('%s is owned by a superuser', function_signature));
+  end if;
+  -- Rule 2: membership with the owner's privileges. Nothing more is said about other roles' functions.
+  if not f.owner_has_fn_owner then
+    return code.refuse('function_not_eligible', 2,
+                       format('you are not a member of %s, which owns %s', quote_ident(f.fn_owner_name), function_signature));
+  end if;
+  -- Rule 3.
+  if f.prokind <> 'f' then
+    return code.refuse('function_not_eligible', 3, format('%s is %s, not a function', function_signature,
+                       case f.prokind when 'p' then 'a procedure' when 'a' then 'an aggregate' when 'w' then 'a window function' else 'a routine' end));
+  end if;
+  if not f.prosecdef then
+    return code.refuse('function_not_eligible', 3, format('%s is not SECURITY DEFINER', function_signature));
+  end if;
+  -- Rule 5.
+  problem := code.search_path_problem(f.proconfig, f.proowner);
+  if problem is not null then
+    return code.refuse('function_not_eligible', 5, format('%s is not safe: %s', function_signature, problem));
+  end if;
+  -- Rule 6.
+  if f.provariadic <> 0 then
+    return code.refuse('function_not_eligible', 6, format('%s is variadic, which jobs do not support', function_signature));
+  end if;
+  if arguments is null or jsonb_typeof(arguments) <> 'array' then
+    return code.refuse('arguments_not_eligible', 6, 'arguments must be a JSON array');
+  end if;
+  n_args := jsonb_array_length(arguments);
+  if n_args > f.pronargs or n_args < f.pronargs - f.pronargdefaults then
+    return code.refuse('arguments_not_eligible', 6, format('%s takes %s argument%s, %s given', function_signature,
+      case when f.pronargdefaults = 0 then f.pronargs::text
+           else format('%s to %s', f.pronargs - f.pronargdefaults, f.pronargs) end,
+      case when f.pronargs = 1 then '' else 's' end, n_args));
+  end if;
+  for i in 0 .. n_args - 1 loop
+    problem := code.argument_problem(arguments -> i, f.proargtypes[i]);
+    if problem is not null then
+      return code.refuse('arguments_not_eligible', 6, format('argument %s: %s', i + 1, problem));
+    end if;
+  end loop;
+
+  return row(null, null, null, f.fn_oid, f.fn_owner_name)::code.verdict;
+end;
+$function$
+-- owner <db>$code
 
 CREATE OR REPLACE FUNCTION code.fail(sqlstate text, message text, hint text DEFAULT NULL::text)
  RETURNS void
@@ -1066,18 +1213,15 @@ end;
 $function$
 -- owner <db>$code
 
-CREATE OR REPLACE FUNCTION code.frame_problem(job_owner text, owner_oid oid)
+CREATE OR REPLACE FUNCTION code.frame_problem(frame_oid oid, owner_oid oid)
  RETURNS text
  LANGUAGE plpgsql
+ STABLE
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
-  frame_oid oid := to_regprocedure(format('frames.%I(text, text[])', job_owner));
-  f         record;
+  f record;
 begin
-  if frame_oid is null or not mgr.lock_function_definition(frame_oid) then
-    return 'no frame';
-  end if;
   select p.proowner = owner_oid as owned, p.prosecdef,
          p.proconfig is not distinct from array['search_path=pg_catalog, pg_temp'] as pinned,  -- a reset one is null
          p.prosrc = mgr.frame_body() as body,
@@ -1085,6 +1229,9 @@ begin
          not exists (select from aclexplode(p.proacl) a where a.grantee <> p.proowner) as unshared
     into f
     from pg_proc p where p.oid = frame_oid;
+  if not found then
+    return 'no frame';
+  end if;
   if not (f.owned and f.prosecdef and f.pinned and f.body and f.unshared) then
     return 'frame altered';
   end if;
@@ -1249,6 +1396,9 @@ declare
   spec    code.cron_spec;
   months  constant text[] := '{jan,feb,mar,apr,may,jun,jul,aug,sep,oct,nov,dec}';
   days    constant text[] := '{sun,mon,tue,wed,thu,fri,sat}';
+  items   text[];
+  item    text;
+  m       text[];
 begin
   if expression is null or text_in = '' then
     perform code.cron_error(coalesce(expression, ''), 'it is empty');
@@ -1267,9 +1417,6 @@ begin
       when '@hourly'   then '0 * * * *'
       else text_in
     end, ' +');
-  if lower(text_in) ~ '#|(^|[ ,/-])(l|lw|w|h)($|[ ,/-])|[0-9][lw]($|[ ,])' then
-    perform code.cron_error(expression, 'L, W, # and H are not supported');
-  end if;
   if cardinality(fields) = 5 then
     fields := '0'::text || fields;
   elsif cardinality(fields) <> 6 then
@@ -1278,10 +1425,38 @@ begin
   spec.seconds  := code.parse_cron_field(expression, fields[1], 'second', 0, 59, null);
   spec.minutes  := code.parse_cron_field(expression, fields[2], 'minute', 0, 59, null);
   spec.hours    := code.parse_cron_field(expression, fields[3], 'hour', 0, 23, null);
-  spec.days     := code.parse_cron_field(expression, fields[4], 'day-of-month', 1, 31, null);
   spec.months   := code.parse_cron_field(expression, fields[5], 'month', 1, 12, months);
-  spec.weekdays := array(select distinct v % 7 from unnest(
-                     code.parse_cron_field(expression, fields[6], 'day-of-week', 0, 7, days)) v order by 1);
+
+  -- Day of month: L, an item of its own, is the last day; the other items are values as usual.
+  items := string_to_array(fields[4], ',');
+  spec.last_day := 'L' = any (items);
+  items := array_remove(items, 'L');
+  spec.days := case when cardinality(items) = 0 then '{}'
+                    else code.parse_cron_field(expression, array_to_string(items, ','), 'day-of-month', 1, 31, null) end;
+
+  -- Day of week: n#k is the whole field; nL items name weekdays whose last one in the month matches.
+  spec.nth_week := 0;
+  spec.last_weekdays := '{}';
+  if fields[6] ~ '#' then
+    m := regexp_match(fields[6], '^([0-9]{1,2}|[a-zA-Z]{3}|\*|\?)#([1-5])$');
+    if m is null then
+      perform code.cron_error(expression, code.cron_refusal('day-of-week', fields[6]));
+    end if;
+    spec.nth_week := m[2]::integer;
+    items := array[m[1]];
+  else
+    items := '{}';
+    foreach item in array string_to_array(fields[6], ',') loop
+      if item ~ '^([0-9]|[a-zA-Z]{3})L$' then
+        spec.last_weekdays := spec.last_weekdays
+          || code.cron_value(expression, lower(left(item, -1)), 'day-of-week', 0, 7, days) % 7;
+      else
+        items := items || item;
+      end if;
+    end loop;
+  end if;
+  spec.weekdays := case when cardinality(items) = 0 then '{}' else array(select distinct v % 7 from unnest(
+                     code.parse_cron_field(expression, array_to_string(items, ','), 'day-of-week', 0, 7, days)) v order by 1) end;
   spec.any_day     := fields[4] in ('*', '?');
   spec.any_weekday := fields[6] in ('*', '?');
   return spec;
@@ -1304,10 +1479,12 @@ declare
   result integer[] := '{}';
   value_pattern constant text := '([0-9]{1,2}|[a-z]{3})';
 begin
-  foreach part in array string_to_array(lower(field), ',') loop
-    m := regexp_match(part, '^(?:(\*|\?)|' || value_pattern || '(?:-' || value_pattern || ')?)(?:/([0-9]{1,3}))?$');
+  -- An empty field is one empty item (string_to_array would make it no item at all): L, alone
+  -- with a comma, leaves one.
+  foreach part in array case when field = '' then array[''] else string_to_array(field, ',') end loop
+    m := regexp_match(lower(part), '^(?:(\*|\?)|' || value_pattern || '(?:-' || value_pattern || ')?)(?:/([0-9]{1,3}))?$');
     if m is null then
-      perform code.cron_error(expression, format('%s field %s is not a value, range, list or step', what, quote_literal(part)));
+      perform code.cron_error(expression, code.cron_refusal(what, part));
     end if;
     if m[1] = '?' and what not in ('day-of-month', 'day-of-week') then
       perform code.cron_error(expression, format('? is allowed only in the day fields, not in %s', what));
@@ -1414,6 +1591,41 @@ end;
 $function$
 -- owner <db>$code
 
+CREATE OR REPLACE FUNCTION code.preview_schedule(schedule text, time_zone text, count integer)
+ RETURNS TABLE(occurs_at timestamp with time zone, local_time text, shifted boolean, repeated boolean)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  zone    text;
+  spec    code.cron_spec;
+  instant timestamptz;
+  here    timestamp;
+  t       record;
+begin
+  if count is null or count < 1 or count > 1000 then
+    perform code.fail('HC210', format('count must be from 1 to 1000, not %s', coalesce(count::text, 'NULL')));
+  end if;
+  zone := code.require_time_zone(time_zone);
+  spec := code.parse_cron(schedule);  -- first_run_at would take a null schedule for a one-off job
+  instant := code.first_run_at(schedule, null, zone, now());  -- refuses an expression that never fires
+  for i in 1 .. count loop
+    exit when instant is null;
+    here := instant at time zone zone;
+    t := code.local_instants(here, zone);
+    occurs_at := instant;
+    local_time := to_char(here, 'YYYY-MM-DD"T"HH24:MI:SS') || code.utc_offset(here - (instant at time zone 'UTC'));
+    shifted := not code.cron_matches(spec, zone, instant);
+    repeated := t.earliest <> t.latest;
+    return next;
+    instant := code.cron_next(spec, zone, instant);
+  end loop;
+end;
+$function$
+-- owner <db>$code
+grant EXECUTE on function code.preview_schedule(text,text,integer) to <db>$api
+
 CREATE OR REPLACE FUNCTION code.prune_run_events(max_rows integer)
  RETURNS integer
  LANGUAGE plpgsql
@@ -1509,6 +1721,41 @@ begin
 end;
 $function$
 -- owner <db>$code
+
+CREATE OR REPLACE FUNCTION code.request_cancel_run(run_id bigint)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  roles constant text[] := code.caller_roles();
+  run data.job_runs;
+begin
+  -- Never locked: a running run's own transaction holds its row until the run ends.
+  select * into run from data.job_runs r
+   where r.id = request_cancel_run.run_id and array[r.owner, r.function_owner] && roles;
+  if run.id is null then
+    perform code.fail('HC211', format('run %s not found', coalesce(request_cancel_run.run_id::text, 'NULL')));
+  end if;
+  if not run.owner = any (roles) then
+    perform code.fail('HC212', format('run %s belongs to %s: only its owner and members of that role may cancel it',
+                                      run.id, quote_ident(run.owner)));
+  end if;
+  if run.status <> 'running' then
+    perform code.fail('HC217', format('run %s is not running: it is %s', run.id, run.status),
+                      'Only a running run can be cancelled; pause the job (api.pause_job) to stop its next runs.');
+  end if;
+  -- If the run ends meanwhile, the request is left unused, like those of code.request_cancel.
+  insert into data.cancel_requests (run_id) values (run.id) on conflict do nothing;
+  if found then
+    perform pg_notify('hardcron_runs_cancelled', '');
+  end if;
+  return run.id;
+end;
+$function$
+-- owner <db>$code
+grant EXECUTE on function code.request_cancel_run(bigint) to <db>$api
 
 CREATE OR REPLACE FUNCTION code.require_eligible(verdict code.verdict, function_signature text)
  RETURNS void
@@ -1744,6 +1991,57 @@ $function$
 -- owner <db>$code
 grant EXECUTE on function code.run_job_now(bigint) to <db>$api
 
+CREATE OR REPLACE FUNCTION code.schedulable_functions()
+ RETURNS TABLE(function_signature text, function_owner text, argument_names text[], argument_types text[], argument_defaults integer)
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  job_owner constant text := code.caller();
+  owner_oid constant oid := to_regrole(quote_ident(job_owner));
+  sched_oid constant oid := to_regrole(quote_ident(current_database() || '$job_scheduler'));
+  frame_oid constant oid := to_regprocedure(format('frames.%I(text, text[])', job_owner));
+  roles     oid[];
+  candidate record;
+  verdict   code.verdict;
+begin
+  -- The owner's rules (1 and 4) once: if they fail, every function fails them, and a superuser
+  -- (who has every role) would otherwise have every function in the database judged.
+  if (code.eligibility_verdict(job_owner, owner_oid, sched_oid, frame_oid, null, null, null)).reason = 'owner_not_eligible' then
+    return;
+  end if;
+  roles := array(select to_regrole(quote_ident(r)) from unnest(code.caller_roles()) r);
+  for candidate in
+    select p.oid, code.function_signature(p.oid) as signature,
+           (select coalesce(jsonb_agg(null::jsonb), '[]') from generate_series(1, p.pronargs - p.pronargdefaults)) as nulls,
+           array(select nullif(p.proargnames[i], '')
+                   from generate_subscripts(coalesce(p.proargmodes::text[], array_fill('i'::text, array[p.pronargs])), 1) i
+                  where coalesce(p.proargmodes[i]::text, 'i') in ('i', 'b')
+                  order by i) as names,
+           array(select format_type(a.t, null) from unnest(p.proargtypes::oid[]) with ordinality a(t, i) order by a.i) as types,
+           p.pronargdefaults::integer as defaults
+      from pg_proc p
+     where p.prosecdef and p.prokind = 'f' and p.provariadic = 0 and p.proconfig is not null
+       and p.proowner = any (roles)
+       and p.pronamespace not in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace, 'frames'::regnamespace)
+  loop
+    verdict := code.eligibility_verdict(job_owner, owner_oid, sched_oid, frame_oid, candidate.oid, candidate.signature, candidate.nulls);
+    if verdict.reason is null then
+      function_signature := candidate.signature;
+      function_owner := verdict.function_owner;
+      argument_names := candidate.names;
+      argument_types := candidate.types;
+      argument_defaults := candidate.defaults;
+      return next;
+    end if;
+  end loop;
+end;
+$function$
+-- owner <db>$code
+grant EXECUTE on function code.schedulable_functions() to <db>$anonymous
+grant EXECUTE on function code.schedulable_functions() to <db>$client
+
 CREATE OR REPLACE FUNCTION code.schedule_job(function_signature text, arguments jsonb, schedule text, run_at timestamp with time zone, name text, time_zone text, options jsonb)
  RETURNS bigint
  LANGUAGE plpgsql
@@ -1974,7 +2272,8 @@ begin
   delete from data.cancel_requests c
    where not exists (select from data.job_runs r where r.id = c.run_id and r.status = 'running');
   for run in
-    select r.id, r.job_id, r.scheduled_for, r.attempt
+    select r.id, r.job_id, r.scheduled_for, r.attempt,
+           exists (select from data.cancel_requests c where c.run_id = r.id) as cancelled
       from data.job_runs r
      where r.status = 'running'
        and (only_run is null or (r.id = only_run and r.claim_token = only_token))
@@ -1983,10 +2282,11 @@ begin
             or not exists (select from data.executors e where e.id = r.executor_id))
      for update of r skip locked
   loop
-    update data.job_runs r set status = 'lost', finished_at = clock_timestamp() where r.id = run.id;
+    update data.job_runs r set status = case when run.cancelled then 'cancelled' else 'lost' end, finished_at = clock_timestamp()
+     where r.id = run.id;
     n := n + 1;
-    perform code.notify_run(run.id, run.job_id, 'lost');
-    if run.attempt <= coalesce((select (j.options->>'retries')::integer from data.jobs j where j.id = run.job_id), 0) + 3 then
+    perform code.notify_run(run.id, run.job_id, case when run.cancelled then 'cancelled' else 'lost' end);
+    if not run.cancelled and run.attempt <= coalesce((select (j.options->>'retries')::integer from data.jobs j where j.id = run.job_id), 0) + 3 then
       perform code.queue_retry(run.job_id, run.scheduled_for, run.attempt + 1);
     end if;
   end loop;
@@ -2082,6 +2382,17 @@ end;
 $function$
 -- owner <db>$code
 grant EXECUTE on function code.update_job(bigint,text,jsonb,text,timestamp with time zone,text,text,jsonb) to <db>$api
+
+CREATE OR REPLACE FUNCTION code.utc_offset(offset_interval interval)
+ RETURNS text
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select case when offset_interval < interval '0' then '-' || to_char(-offset_interval, 'HH24:MI')
+              else '+' || to_char(offset_interval, 'HH24:MI') end
+$function$
+-- owner <db>$code
 
 CREATE OR REPLACE FUNCTION executor.announce_run_events()
  RETURNS void
@@ -2620,8 +2931,16 @@ comment on column api.jobs.owner is 'The role the function runs as: the owner of
 comment on column api.jobs.run_at is 'When a one-off job runs; null for a cron job.'
 comment on column api.jobs.schedule is 'A cron expression (5 fields, or 6 with seconds first); null for a one-off job.'
 comment on column api.jobs.time_zone is 'The IANA time zone the cron expression is read in.'
+comment on column api.schedulable_functions.argument_defaults is 'How many of the last parameters have defaults: a job may leave them out.'
+comment on column api.schedulable_functions.argument_names is 'The names of the parameters, in order (null for an unnamed one).'
+comment on column api.schedulable_functions.argument_types is 'The types of the parameters, in order: the arguments of a job are a JSON array with one element per parameter.'
+comment on column api.schedulable_functions.function_owner is 'The role that owns the function: you have it, and the job runs the function with its rights.'
+comment on column api.schedulable_functions.function_signature is 'The function as api.schedule_job takes it (function_signature): schema-qualified name and argument types, e.g. billing.close_day(date).'
+comment on function api.cancel_run(bigint) is '@resultFieldName jobRun
+Stops a running run: its executor cancels it, its effects are rolled back, and it ends cancelled, not retried (the job keeps its schedule). Returns the run as it is now, usually still running.'
 comment on function api.pause_job(bigint) is '@resultFieldName job
 Stops a job from running until it is resumed.'
+comment on function api.preview_schedule(text,text,integer) is 'The next `count` (1-1000, default 10) occurrences after now of a cron expression read in an IANA time zone (default UTC), checked as scheduling checks them.'
 comment on function api.resume_job(bigint) is '@resultFieldName job
 Lets a paused job run again from its next occurrence.'
 comment on function api.run_job_now(bigint) is '@resultFieldName job
@@ -2643,6 +2962,9 @@ One run of a job: an occurrence the executor took, with its outcome.'
 comment on table api.jobs is '@primaryKey id
 @behavior -insert -update -delete
 A scheduled call of a security definer function. You see the jobs whose owner role (or whose function''s owner role) you have.'
+comment on table api.schedulable_functions is '@primaryKey function_signature
+@behavior -insert -update -delete
+A function you may schedule now: a security definer function with a safe pinned search_path, owned by a role you have (not a superuser), as api.schedule_job would accept it from you. Empty unless you may schedule jobs at all.'
 
 -- default privileges
 

@@ -39,8 +39,8 @@ describe('the GraphQL schema', () => {
       const t = schema.getType(type);
       return isObjectType(t) ? Object.keys(t.getFields()).sort() : [];
     };
-    expect(fields('Query')).toEqual(['job', 'jobRun', 'jobRuns', 'jobs']);
-    expect(fields('Mutation')).toEqual(['pauseJob', 'resumeJob', 'runJobNow', 'scheduleJob', 'unscheduleJob', 'updateJob']);
+    expect(fields('Query')).toEqual(['job', 'jobRun', 'jobRuns', 'jobs', 'previewSchedule', 'schedulableFunction', 'schedulableFunctions']);
+    expect(fields('Mutation')).toEqual(['cancelRun', 'pauseJob', 'resumeJob', 'runJobNow', 'scheduleJob', 'unscheduleJob', 'updateJob']);
     expect(fields('Subscription')).toEqual(['jobRunEvents']);
     // No way to name a channel or topic: a subscriber cannot listen on arbitrary channels.
     const subscription = schema.getSubscriptionType();
@@ -65,7 +65,7 @@ describe('the GraphQL schema', () => {
     expect(names.filter((name) => forbidden.test(name))).toEqual([]);
     // Every object type is a view of api, a connection/edge/payload of one, or GraphQL's own.
     const own = Object.keys(schema.getTypeMap()).filter((name) => !name.startsWith('__'));
-    const allowed = /^(Query|Mutation|Subscription|Job|JobRun|JobRunEvent|JobConnection|JobRunConnection|JobEdge|JobRunEdge|JobCondition|JobRunCondition|JobOrderBy|JobRunOrderBy|PageInfo|Cursor|BigInt|Datetime|JSON|Boolean|String|Int|Float|ID|(ScheduleJob|UpdateJob|PauseJob|ResumeJob|RunJobNow|UnscheduleJob)(Input|Payload))$/;
+    const allowed = /^(Query|Mutation|Subscription|Job|JobRun|JobRunEvent|JobConnection|JobRunConnection|JobEdge|JobRunEdge|JobCondition|JobRunCondition|JobOrderBy|JobRunOrderBy|PageInfo|Cursor|BigInt|Datetime|JSON|Boolean|String|Int|Float|ID|SchedulableFunction|SchedulableFunctionCondition|SchedulableFunctionConnection|SchedulableFunctionEdge|SchedulableFunctionOrderBy|PreviewScheduleRecord|PreviewScheduleConnection|PreviewScheduleEdge|(ScheduleJob|UpdateJob|PauseJob|ResumeJob|RunJobNow|UnscheduleJob|CancelRun)(Input|Payload))$/;
     expect(own.filter((name) => !allowed.test(name))).toEqual([]);
     // The introspection a client gets is the same schema.
     const { __schema } = await data<{ __schema: { types: Array<{ name: string }> } }>(server, '{ __schema { types { name } } }');

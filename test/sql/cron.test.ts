@@ -155,7 +155,7 @@ class CorpusGenerator {
   }
 
   expression(): string {
-    if (this.chance(0.06)) return this.pick(['@yearly', '@monthly', '@weekly', '@daily', '@hourly']);
+    if (this.chance(0.06)) return this.pick(['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@hourly']);
     const fields = [
       this.field(MINUTE),
       this.field(HOUR),
@@ -165,6 +165,39 @@ class CorpusGenerator {
     ];
     if (this.chance(0.25)) fields.unshift(this.chance(0.5) ? this.pick(['0', '30', '*/15', '*/20', '5,35']) : this.field(SECOND));
     return fields.join(' ');
+  }
+
+  /**
+   * An expression with L in day-of-month, nL items or n#k in day-of-week, or both; the other
+   * day field as any expression's (often * or ?, so that both the AND and the OR rule are met).
+   */
+  expressionWithLastOrNth(): string {
+    const which = this.int(0, 2); // 0: L, 1: nL or n#k, 2: both
+    const fields = [
+      this.field(MINUTE),
+      this.field(HOUR),
+      which === 1 ? this.field(DAY_OF_MONTH) : this.lastDayOfMonth(),
+      this.chance(0.2) ? String(this.int(1, 12)) : this.field(MONTH),
+      which === 0 ? this.field(DAY_OF_WEEK) : this.lastOrNthWeekday(),
+    ];
+    if (this.chance(0.2)) fields.unshift(this.pick(['0', '30', '*/20']));
+    return fields.join(' ');
+  }
+
+  /** L alone, or as an item of a list of values and ranges. */
+  lastDayOfMonth(): string {
+    if (this.chance(0.5)) return 'L';
+    const items = Array.from({ length: this.int(1, 2) }, () => (this.chance(0.7) ? this.value(DAY_OF_MONTH) : this.range(DAY_OF_MONTH)));
+    items.splice(this.int(0, items.length), 0, 'L');
+    return items.join(',');
+  }
+
+  /** n#k (n a number, a name, or now and then * or ?), or one or two nL items, sometimes listed with values or ranges. */
+  lastOrNthWeekday(): string {
+    if (this.chance(0.5)) return `${this.chance(0.1) ? this.pick(['*', '?']) : this.value(DAY_OF_WEEK)}#${this.int(1, 5)}`;
+    const items = Array.from({ length: this.int(1, 2) }, () => `${this.value(DAY_OF_WEEK)}L`);
+    if (this.chance(0.4)) items.splice(this.int(0, items.length), 0, this.chance(0.7) ? this.value(DAY_OF_WEEK) : this.range(DAY_OF_WEEK));
+    return items.join(',');
   }
 
   /** An instant in 2025-2027, whole seconds, sometimes with milliseconds. */
@@ -222,6 +255,16 @@ function buildCorpus(): CronCase[] {
     }
     for (let i = 0; i < 30; i++) cases.push({ expression: generate.expression(), zone, after: nearTransition(), aroundDst: true });
     for (let i = 0; i < 50; i++) cases.push({ expression: generate.expression(), zone, after: generate.instant(), aroundDst: false });
+  }
+  // L, nL and n#k from a generator of their own, so that the cases above stay as they were.
+  const special = new CorpusGenerator(SEED + 1);
+  for (const zone of ZONES) {
+    const transitions = TRANSITIONS_2026[zone].length > 0 ? TRANSITIONS_2026[zone] : TRANSITIONS_2026['Europe/Amsterdam'];
+    for (let i = 0; i < 15; i++) {
+      const after = new Date(Date.parse(special.pick(transitions)) + special.pick(AROUND_TRANSITION) * 60_000);
+      cases.push({ expression: special.expressionWithLastOrNth(), zone, after, aroundDst: true });
+    }
+    for (let i = 0; i < 25; i++) cases.push({ expression: special.expressionWithLastOrNth(), zone, after: special.instant(), aroundDst: false });
   }
   return cases;
 }
@@ -332,6 +375,18 @@ describe('code.cron_next agrees with cron-parser', () => {
       seen('? for day of month', (f) => f.at(-3) === '?'),
       seen('? for day of week', (f) => dayOfWeek(f) === '?'),
       seen('day of month and day of week both restricted', (f) => !['*', '?'].includes(f.at(-3) ?? '*') && !['*', '?'].includes(dayOfWeek(f))),
+      seen('@annually', (f) => f[0] === '@annually'),
+      seen('L alone', (f) => f.at(-3) === 'L'),
+      seen('L in a list', (f) => /,L$|^L,|,L,/.test(f.at(-3) ?? '')),
+      seen('L with day of week restricted', (f) => (f.at(-3) ?? '').includes('L') && !['*', '?'].includes(dayOfWeek(f))),
+      seen('nL', (f) => /^[0-7]L$/.test(dayOfWeek(f))),
+      seen('nL by name', (f) => /(^|,)[a-z]{3}L($|,)/i.test(dayOfWeek(f))),
+      seen('nL in a list', (f) => dayOfWeek(f).includes('L') && dayOfWeek(f).includes(',')),
+      seen('n#k', (f) => /^[0-7]#[1-5]$/.test(dayOfWeek(f))),
+      seen('n#k by name', (f) => /^[a-z]{3}#[1-5]$/i.test(dayOfWeek(f))),
+      seen('n#5', (f) => dayOfWeek(f).endsWith('#5')),
+      seen('*#k', (f) => /^[*?]#/.test(dayOfWeek(f))),
+      seen('n#k with day of month restricted', (f) => dayOfWeek(f).includes('#') && !['*', '?'].includes(f.at(-3) ?? '*')),
     ]) {
       expect([what, found]).toEqual([what, true]);
     }
@@ -425,6 +480,108 @@ describe('code.cron_next agrees with cron-parser', () => {
     });
   });
 
+  describe('L, nL and n#k, as cron-parser reads them', () => {
+    /** The next `count` occurrences in SQL, which must be cron-parser's too. */
+    const expectBoth = async (expression: string, zone: string, after: string, expected: string[]): Promise<void> => {
+      expect([expression, zone, await sqlNext(expression, zone, new Date(after), expected.length)]).toEqual([expression, zone, expected]);
+      expect([expression, zone, cronParserNext(expression, zone, new Date(after), expected.length)]).toEqual([expression, zone, expected]);
+    };
+
+    test('L: the last day of the month, 28 or 29 February by the year', async () => {
+      await expectBoth('0 0 L * *', 'UTC', '2027-01-30T12:00:00Z', ['2027-01-31T00:00:00.000Z', '2027-02-28T00:00:00.000Z', '2027-03-31T00:00:00.000Z']);
+      await expectBoth('0 0 L * *', 'UTC', '2028-01-31T00:00:00Z', ['2028-02-29T00:00:00.000Z', '2028-03-31T00:00:00.000Z', '2028-04-30T00:00:00.000Z']);
+      // Midnight in Amsterdam is 23:00Z the day before in winter, 22:00Z in summer.
+      await expectBoth('0 0 L * *', 'Europe/Amsterdam', '2028-02-01T00:00:00Z', ['2028-02-28T23:00:00.000Z', '2028-03-30T22:00:00.000Z']);
+      await expectBoth('0 0 L 2 *', 'America/New_York', '2026-03-01T00:00:00Z', ['2027-02-28T05:00:00.000Z', '2028-02-29T05:00:00.000Z', '2029-02-28T05:00:00.000Z']);
+      // In a list: the 1st and the last.
+      await expectBoth('0 12 1,L * *', 'UTC', '2026-02-01T12:00:00Z', ['2026-02-28T12:00:00.000Z', '2026-03-01T12:00:00.000Z', '2026-03-31T12:00:00.000Z']);
+      // 31 and L in February alone: the last day, every year (31 alone never fires).
+      await expectBoth('0 0 31,L 2 *', 'UTC', '2027-01-01T00:00:00Z', ['2027-02-28T00:00:00.000Z', '2028-02-29T00:00:00.000Z']);
+    });
+
+    test('nL: the last weekday n of the month, by number, name or 7 for Sunday', async () => {
+      const lastFridays = ['2026-01-30T00:00:00.000Z', '2026-02-27T00:00:00.000Z', '2026-03-27T00:00:00.000Z', '2026-04-24T00:00:00.000Z'];
+      for (const expression of ['0 0 * * 5L', '0 0 * * friL', '0 0 * * FRIL', '0 0 ? * 5L']) await expectBoth(expression, 'UTC', '2026-01-01T00:00:00Z', lastFridays);
+      await expectBoth('0 0 * * 7L', 'UTC', '2026-01-01T00:00:00Z', ['2026-01-25T00:00:00.000Z', '2026-02-22T00:00:00.000Z', '2026-03-29T00:00:00.000Z']);
+      // With other items: every Monday and the last Friday.
+      await expectBoth('0 0 * * 1,5L', 'UTC', '2026-01-24T00:00:00Z', ['2026-01-26T00:00:00.000Z', '2026-01-30T00:00:00.000Z', '2026-02-02T00:00:00.000Z']);
+    });
+
+    test('n#k: the k-th weekday n of the month; #5 only where the month has one', async () => {
+      const secondMondays = ['2026-01-12T00:00:00.000Z', '2026-02-09T00:00:00.000Z', '2026-03-09T00:00:00.000Z'];
+      for (const expression of ['0 0 * * 1#2', '0 0 * * mon#2', '0 0 ? * MON#2']) await expectBoth(expression, 'UTC', '2026-01-01T00:00:00Z', secondMondays);
+      await expectBoth('0 0 * * 5#5', 'UTC', '2026-01-01T00:00:00Z', ['2026-01-30T00:00:00.000Z', '2026-05-29T00:00:00.000Z', '2026-07-31T00:00:00.000Z']);
+      // *#2: any day of the second week, the 8th to the 14th.
+      await expectBoth('0 0 * * *#2', 'UTC', '2026-01-13T00:00:00Z', ['2026-01-14T00:00:00.000Z', '2026-02-08T00:00:00.000Z']);
+      // A fifth Monday in February: leap years whose February starts on a Monday, 28 years apart, 40 across 2100.
+      await expectBoth('0 0 * 2 1#5', 'UTC', '2026-01-01T00:00:00Z', ['2044-02-29T00:00:00.000Z', '2072-02-29T00:00:00.000Z', '2112-02-29T00:00:00.000Z']);
+    });
+
+    test('with a restricted day of month, either day field matches', async () => {
+      // The 15th or the last Friday.
+      await expectBoth('0 0 15 * 5L', 'UTC', '2026-01-01T00:00:00Z', ['2026-01-15T00:00:00.000Z', '2026-01-30T00:00:00.000Z', '2026-02-15T00:00:00.000Z']);
+      // The last day or the first Monday.
+      await expectBoth('0 0 L * 1#1', 'UTC', '2026-01-01T00:00:00Z', ['2026-01-05T00:00:00.000Z', '2026-01-31T00:00:00.000Z', '2026-02-02T00:00:00.000Z']);
+    });
+
+    test('around DST changes: the days that change are the last and the second Sunday of March, the first of November', async () => {
+      // Amsterdam springs forward on the last Sunday of March: 02:30 does not exist and fires at 03:30 CEST.
+      await expectBoth('30 2 * 3 0L', 'Europe/Amsterdam', '2026-01-01T00:00:00Z', ['2026-03-29T01:30:00.000Z', '2027-03-28T01:30:00.000Z']);
+      // ... and falls back on the last Sunday of October: 02:30 fires once, at the first (CEST).
+      await expectBoth('30 2 * 10 sunL', 'Europe/Amsterdam', '2026-01-01T00:00:00Z', ['2026-10-25T00:30:00.000Z', '2027-10-31T00:30:00.000Z']);
+      // New York springs forward on the second Sunday of March (02:30 fires at 03:30 EDT) ...
+      await expectBoth('30 2 * * 0#2', 'America/New_York', '2026-02-20T00:00:00Z', ['2026-03-08T07:30:00.000Z', '2026-04-12T06:30:00.000Z']);
+      // ... and falls back on the first Sunday of November: 01:30 fires once, at the first (EDT).
+      await expectBoth('30 1 * * 0#1', 'America/New_York', '2026-10-20T00:00:00Z', ['2026-11-01T05:30:00.000Z', '2026-12-06T06:30:00.000Z']);
+      // An hourly expression on the fall-back day fires in both 01:00 hours.
+      await expectBoth('0 * * 11 0#1', 'America/New_York', '2026-11-01T04:30:00Z', ['2026-11-01T05:00:00.000Z', '2026-11-01T06:00:00.000Z', '2026-11-01T07:00:00.000Z']);
+    });
+
+    test('@annually is @yearly and @midnight is @daily (cron-parser knows no @midnight), in any case', async () => {
+      const after = new Date('2026-06-15T10:00:00Z');
+      for (const [macro, same] of [['@annually', '@yearly'], ['@ANNUALLY', '0 0 1 1 *'], ['@midnight', '@daily'], ['@Midnight', '0 0 * * *']] as const) {
+        expect([macro, await sqlNext(macro, 'Europe/Amsterdam', after, 3)]).toEqual([macro, await sqlNext(same, 'Europe/Amsterdam', after, 3)]);
+      }
+      expect(cronParserNext('@annually', 'UTC', after, 1)).toEqual(['2027-01-01T00:00:00.000Z']);
+      expect(cronParserNext('@midnight', 'UTC', after, 1)).toBeNull();
+    });
+
+    test('the forms cron-parser refuses are refused, each with its reason (HC206); so are W and H', async () => {
+      const refusals: Array<[string, RegExp]> = [
+        ['0 0 l * *', /'l': write L in upper case$/],
+        ['0 0 * * 5l', /'5l': write L in upper case$/],
+        ['0 0 5L * *', /'5L': nL is for day-of-week/],
+        ['0 0 L-5 * *', /'L-5': L \(the last day\) is a list item of its own, not part of a range or step$/],
+        ['0 0 L/2 * *', /'L\/2': L \(the last day\) is a list item of its own/],
+        ['0 0 * * L', /: L in day-of-week needs one weekday before it: 5L is the last Friday of the month$/],
+        ['0 0 * * 1-5L', /'1-5L': nL takes one weekday/],
+        ['0 0 * * 5L/2', /'5L\/2': nL takes one weekday/],
+        ['0 0 * * 8L', /: day-of-week 8 is out of range 0-7$/],
+        ['0 L * * *', /: L is allowed only in day-of-month \(L\) and day-of-week \(nL\), not in hour$/],
+        ['0 0 * * 1#6', /'1#6': the week of n#k is 1-5$/],
+        ['0 0 * * 1#0', /'1#0': the week of n#k is 1-5$/],
+        ['0 0 * * 1#2,3', /'1#2,3': n#k is the whole day-of-week field/],
+        ['0 0 * * 1-2#2', /'1-2#2': n#k is the whole day-of-week field/],
+        ['0 0 * * 5L#2', /'5L#2': n#k is the whole day-of-week field/],
+        ['0 0 * * 1#2#3', /'1#2#3': n#k is the whole day-of-week field/],
+        ['0 0 1#2 * *', /: # is allowed only in day-of-week, not in day-of-month$/],
+        ['0 0 L, * *', /: day-of-month field '' is not a value, range, list or step$/],
+        ['0 0 LW * *', /: W \(the nearest weekday\) is not supported$/],
+        ['0 0 15W * *', /: W \(the nearest weekday\) is not supported$/],
+      ];
+      for (const [expression, message] of refusals) {
+        const error = await db().admin.query('select code.parse_cron($1)', [expression]).then(() => null, (e: unknown) => e as { code?: string; message: string });
+        expect([expression, error?.code, error?.message]).toEqual([expression, 'HC206', expect.stringMatching(message)]);
+        expect([expression, cronParserNext(expression, 'UTC', new Date('2026-01-01T00:00:00Z'), 1)]).toEqual([expression, null]);
+      }
+      // H, cron-parser's hashed (random) value, is refused here: an occurrence must be the same for every reader.
+      for (const expression of ['H * * * *', 'H/15 * * * *', '0 H(0-5) * * *']) {
+        const error = await db().admin.query('select code.parse_cron($1)', [expression]).then(() => null, (e: unknown) => e as { code?: string; message: string });
+        expect([expression, error?.code, error?.message]).toEqual([expression, 'HC206', expect.stringMatching(/: H \(a hashed value\) is not supported$/)]);
+      }
+    });
+  });
+
   test('a 30-minute spring-forward gap (Lord Howe, 4 October 2026): no existing local time is skipped', async () => {
     // 02:00-02:30 LHST does not exist; 02:20 fires at 02:50 LHDT (the offset before the gap),
     // and 02:40 LHDT, which exists, must still fire, before it.
@@ -465,14 +622,17 @@ describe('catching up costs the same after an hour or a year', () => {
     await admin.query('begin');
     try {
       await admin.query(`set local track_functions = 'all'`);
+      // The count is the backend's pending one, which may still hold calls of earlier transactions
+      // of this session (statistics are flushed at most once a second): only the difference counts.
+      const calls = `coalesce(pg_stat_get_xact_function_calls('code.cron_next(code.cron_spec, text, timestamptz)'::regprocedure), 0)::int`;
+      const before = (await admin.query<{ calls: number }>(`select ${calls} as calls`)).rows[0]?.calls ?? 0;
       // A fixed "now" on a whole minute, so that the expected occurrences are exact.
       const { rows } = await admin.query<CatchUp>(
         `with c as (select * from code.catch_up(code.parse_cron($1), 'UTC', timestamptz '2026-11-25 12:00:00+00' - $2::interval,
                                                  timestamptz '2026-11-25 12:00:00+00', $3))
-         select c.newest, c.following, c.oldest_kept,
-                pg_stat_get_xact_function_calls('code.cron_next(code.cron_spec, text, timestamptz)'::regprocedure)::int as calls
+         select c.newest, c.following, c.oldest_kept, ${calls} - $4 as calls
            from c`,
-        [schedule, behind, keep],
+        [schedule, behind, keep, before],
       );
       return rows[0] as CatchUp;
     } finally {
@@ -492,6 +652,16 @@ describe('catching up costs the same after an hour or a year', () => {
     const newest = schedule === '0 3 * * *' ? new Date('2026-11-25T03:00:00Z') : now;
     expect(result.newest).toEqual(newest);
     expect(result.following.getTime()).toBeGreaterThan(now.getTime());
+    expect(result.calls).toBeLessThanOrEqual(64);
+  });
+
+  test.each([
+    ['0 0 L * *', new Date('2026-10-31T00:00:00Z'), new Date('2026-11-30T00:00:00Z')],
+    ['0 3 * * 1#2', new Date('2026-11-09T03:00:00Z'), new Date('2026-12-14T03:00:00Z')],
+    ['0 3 * * 5L', new Date('2026-10-30T03:00:00Z'), new Date('2026-11-27T03:00:00Z')],
+  ])('%s behind by 365 days: the newest occurrence and the next, in a few dozen steps', async (schedule, newest, following) => {
+    const result = await catchUp(schedule, '365 days', 1);
+    expect(result).toMatchObject({ newest, following });
     expect(result.calls).toBeLessThanOrEqual(64);
   });
 

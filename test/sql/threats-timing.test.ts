@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, test } from 'vitest';
 import type pg from 'pg';
 import { useTestDatabase } from '../support/database.ts';
-import { createNoteOwner, failureOf, scheduleJob, type Failure } from '../support/jobs.ts';
+import { countRows, createNoteOwner, failureOf, scheduleJob, setLocalRole, transaction, type Failure } from '../support/jobs.ts';
 
 /**
  * Another owner's job or run id must not be told from a missing one, by timing either: every
@@ -72,13 +72,16 @@ describe('a foreign id and a missing id take the same path through every api fun
     return made;
   };
 
-  /** A job of bob's with one logged run (written by the admin, as the executor would). */
-  const bobsJobWithRun = async (): Promise<{ jobId: string; runId: string }> => {
+  /** A job of bob's with one logged run (written by the admin, as the executor would), failed unless told. */
+  const bobsJobWithRun = async (status: 'failed' | 'running' = 'failed'): Promise<{ jobId: string; runId: string }> => {
     const job = await scheduleJob(bob, 'bob_fns.note(text)', ['bob-secret-argument'], { name: 'bob secret job' });
     const { rows } = await db().admin.query<{ id: string }>(
-      `insert into data.job_runs (job_id, owner, function_owner, scheduled_for, started_at, finished_at, status, error_message)
-       values ($1::bigint, $2::text, $3::text, pg_catalog.now(), pg_catalog.now(), pg_catalog.now(), 'failed'::text,
-               'bob-secret-error'::text) returning id`,
+      status === 'failed'
+        ? `insert into data.job_runs (job_id, owner, function_owner, scheduled_for, started_at, finished_at, status, error_message)
+           values ($1::bigint, $2::text, $3::text, pg_catalog.now(), pg_catalog.now(), pg_catalog.now(), 'failed'::text,
+                   'bob-secret-error'::text) returning id`
+        : `insert into data.job_runs (job_id, owner, function_owner, scheduled_for, status)
+           values ($1::bigint, $2::text, $3::text, pg_catalog.now(), 'running'::text) returning id`,
       [job.id, db().role('bob'), db().role('bob_fns')],
     );
     return { jobId: job.id, runId: (rows[0] as { id: string }).id };
@@ -103,29 +106,34 @@ describe('a foreign id and a missing id take the same path through every api fun
     return (rows[0] as { id: string }).id;
   };
 
-  const functions: Array<[string, string]> = [
-    ['pause_job', 'select * from api.pause_job($1::bigint)'],
-    ['resume_job', 'select * from api.resume_job($1::bigint)'],
-    ['run_job_now', 'select * from api.run_job_now($1::bigint)'],
-    ['update_job', `select * from api.update_job($1::bigint, name => 'taken'::text)`],
-    ['unschedule_job', 'select api.unschedule_job($1::bigint)'],
+  const functions: Array<[string, string, 'jobId' | 'runId']> = [
+    ['pause_job', 'select * from api.pause_job($1::bigint)', 'jobId'],
+    ['resume_job', 'select * from api.resume_job($1::bigint)', 'jobId'],
+    ['run_job_now', 'select * from api.run_job_now($1::bigint)', 'jobId'],
+    ['update_job', `select * from api.update_job($1::bigint, name => 'taken'::text)`, 'jobId'],
+    ['unschedule_job', 'select api.unschedule_job($1::bigint)', 'jobId'],
+    ['cancel_run', 'select * from api.cancel_run($1::bigint)', 'runId'],
   ];
 
-  test.each(functions)('api.%s: the same calls and the same error, to the byte, for bob\'s job id and for that id once it is missing', async (_name, sql) => {
-    const { jobId } = await bobsJobWithRun();
+  test.each(functions)('api.%s: the same calls and the same error, to the byte, for bob\'s id and for that id once it is missing', async (_name, sql, which) => {
+    // bob's run is running when it is the run that is tried: a run one may cancel is.
+    const ids = await bobsJobWithRun(which === 'runId' ? 'running' : 'failed');
+    const id = ids[which];
+    const { jobId } = ids;
     const before = await rowsOf(jobId);
 
     let foreignError: Failure | undefined;
     const foreign = await callsOf(async () => {
-      foreignError = await failureOf(alice, sql, [jobId]);
+      foreignError = await failureOf(alice, sql, [id]);
     });
-    expect(foreignError).toMatchObject({ code: 'HC211', message: `job ${jobId} not found` });
+    expect(foreignError).toMatchObject({ code: 'HC211', message: `${which === 'jobId' ? 'job' : 'run'} ${id} not found` });
     expect(await rowsOf(jobId)).toEqual(before); // nothing of bob's changed
+    expect(await countRows(db(), 'select from data.cancel_requests')).toBe(0); // nor asked of his run
 
     await deleteJobAndRuns(jobId);
     let missingError: Failure | undefined;
     const missing = await callsOf(async () => {
-      missingError = await failureOf(alice, sql, [jobId]);
+      missingError = await failureOf(alice, sql, [id]);
     });
     const otherId = await neverUsedId();
     const neverUsed = await callsOf(() => failureOf(alice, sql, [otherId]));
@@ -166,12 +174,42 @@ describe('a foreign id and a missing id take the same path through every api fun
     expect({ foreign, missing, neverUsed }).toEqual({ foreign, missing: foreign, neverUsed: foreign });
   });
 
-  test('a job that is visible but not the caller\'s keeps its own answer (HC212): that case is visible anyway', async () => {
-    const { jobId } = await bobsJobWithRun();
+  test('api.schedulable_functions: the same calls whatever another owner has, and for another owner\'s function as for a missing one', async () => {
+    const list = 'select * from api.schedulable_functions';
+    const one = 'select * from api.schedulable_functions where function_signature = $1::text';
+    // Six times first, so that the session's plans have settled: PostgreSQL plans a cached
+    // statement of a function afresh for its first five executions, and the planner calls some
+    // functions itself (it folds the immutable mgr.frame_body(), for one), then keeps a generic
+    // plan. How often depends on the session's past calls, not on anyone's functions.
+    for (let i = 0; i < 6; i++) await alice.query(list);
+    const before = await callsOf(() => alice.query(list));
+    const bobsBefore = await callsOf(() => alice.query(one, ['bob_fns.note(text)']));
+    // bob's owner role gets many more functions that he could schedule, and one of them is
+    // asked for by name; alice's listing must not look at them.
+    await transaction(db(), `${setLocalRole(db(), 'bob_fns')};
+      ${Array.from({ length: 20 }, (_, i) => `create function bob_fns.more_${i}(x integer) returns void
+        security definer set search_path = pg_catalog, pg_temp language sql as $$ select $$;`).join('\n')}`);
+    expect((await bob.query(`select count(*)::int as n from api.schedulable_functions where function_signature like 'bob_fns.more_%'`)).rows)
+      .toEqual([{ n: 20 }]);
+    let rows: unknown[] = [];
+    const after = await callsOf(async () => {
+      rows = (await alice.query(list)).rows;
+    });
+    const bobsAfter = await callsOf(() => alice.query(one, ['bob_fns.more_7(integer)']));
+    const missing = await callsOf(() => alice.query(one, ['nobody.nothing()']));
+
+    expect(rows.map((row) => (row as { function_signature: string }).function_signature)).toContain('alice_fns.note(text)');
+    expect(JSON.stringify(rows)).not.toContain('bob_fns');
+    expect(Object.keys(before).length).toBeGreaterThan(0);
+    expect({ after, bobsBefore, bobsAfter, missing }).toEqual({ after: before, bobsBefore: before, bobsAfter: before, missing: before });
+  });
+
+  test('a job or run that is visible but not the caller\'s keeps its own answer (HC212): that case is visible anyway', async () => {
+    const { jobId, runId } = await bobsJobWithRun('running');
     const before = await rowsOf(jobId);
     expect((await carol.query('select id from api.jobs where id = $1::bigint', [jobId])).rows).toEqual([{ id: jobId }]);
-    for (const [name, sql] of functions) {
-      expect([name, (await failureOf(carol, sql, [jobId])).code]).toEqual([name, 'HC212']);
+    for (const [name, sql, which] of functions) {
+      expect([name, (await failureOf(carol, sql, [which === 'jobId' ? jobId : runId])).code]).toEqual([name, 'HC212']);
     }
     expect(await rowsOf(jobId)).toEqual(before);
   });

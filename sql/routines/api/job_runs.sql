@@ -41,6 +41,26 @@ comment on column api.job_runs.lateness_ms is 'How late the run started, in mill
 comment on column api.job_runs.missed_before is
 'For a missed row: every occurrence of the schedule from scheduled_for up to, not including, this one was never run (the job''s missed-run policy passed over them when it was claimed behind its schedule).';
 
+-- Like the job shims (api/jobs.sql): calls its code function exactly once and returns the run as
+-- the caller sees it through api.job_runs.
+create or replace function api.cancel_run(run_id bigint)
+  returns api.job_runs
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  changed_id constant bigint := code.request_cancel_run(run_id);
+  result api.job_runs;
+begin
+  select r.* into strict result from api.job_runs r where r.id = changed_id;
+  return result;
+end;
+$$;
+
+comment on function api.cancel_run(bigint) is
+  E'@resultFieldName jobRun\nStops a running run: its executor cancels it, its effects are rolled back, and it ends cancelled, not retried (the job keeps its schedule). Returns the run as it is now, usually still running.';
+
 do $grants$
 declare
   db constant text := current_database();
@@ -49,5 +69,6 @@ begin
   execute format('grant select on api.job_runs to %I', db || '$authenticator');
   execute format('grant select on api.job_runs to %I', db || '$client');
   execute format('grant select on api.job_runs to %I', db || '$executor');
+  execute format('grant execute on function api.cancel_run(bigint) to %I', db || '$client');
 end;
 $grants$;

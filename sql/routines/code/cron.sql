@@ -1,10 +1,20 @@
 -- Cron expressions in SQL, so that next_run_at is right the moment schedule_job returns.
 --
--- The dialect and its semantics are those of cron-parser, which the executor uses, and a test
--- compares the two on many expressions, zones and instants:
+-- The dialect and its semantics are those of cron-parser, which a test compares with this code
+-- on many expressions, zones and instants:
 --   * 5 fields (minute hour day-of-month month day-of-week) or 6 (seconds first);
 --   * values, ranges a-b, lists, steps (*/n, a-b/n, a/n), month names jan-dec, weekday names
---     sun-sat, 0 or 7 for Sunday, ? as * in the day fields, @yearly @monthly @weekly @daily @hourly;
+--     sun-sat, 0 or 7 for Sunday, ? as * in the day fields, @yearly @annually @monthly @weekly
+--     @daily @midnight @hourly;
+--   * L in day-of-month, a list item of its own (1,15,L): the last day of the month;
+--   * nL in day-of-week, n one weekday (5L, friL): the last weekday n of the month; a list item
+--     of its own (1,5L), never in a range or step;
+--   * n#k in day-of-week, the whole field (1#2, mon#2): the k-th (1-5) weekday n of the month,
+--     that is weekday n on day 7(k-1)+1 to 7k; *#k is any weekday in that span. cron-parser
+--     refuses # with a list, range, step or L, and so does this code;
+--   * L, nL and n#k restrict their field: with a restricted other day field, either matches;
+--   * refused, as by cron-parser: W, lower-case l, L in other fields or ranges; refused here
+--     though cron-parser takes it: H (a hashed, random value);
 --   * day-of-month and day-of-week: when both are restricted (neither is * or ?), a day matches
 --     either; otherwise both must match;
 --   * evaluated in the job's IANA time zone. A local time that does not exist (spring forward)
@@ -42,10 +52,12 @@ declare
   result integer[] := '{}';
   value_pattern constant text := '([0-9]{1,2}|[a-z]{3})';
 begin
-  foreach part in array string_to_array(lower(field), ',') loop
-    m := regexp_match(part, '^(?:(\*|\?)|' || value_pattern || '(?:-' || value_pattern || ')?)(?:/([0-9]{1,3}))?$');
+  -- An empty field is one empty item (string_to_array would make it no item at all): L, alone
+  -- with a comma, leaves one.
+  foreach part in array case when field = '' then array[''] else string_to_array(field, ',') end loop
+    m := regexp_match(lower(part), '^(?:(\*|\?)|' || value_pattern || '(?:-' || value_pattern || ')?)(?:/([0-9]{1,3}))?$');
     if m is null then
-      perform code.cron_error(expression, format('%s field %s is not a value, range, list or step', what, quote_literal(part)));
+      perform code.cron_error(expression, code.cron_refusal(what, part));
     end if;
     if m[1] = '?' and what not in ('day-of-month', 'day-of-week') then
       perform code.cron_error(expression, format('? is allowed only in the day fields, not in %s', what));
@@ -69,6 +81,51 @@ begin
     result := result || array(select generate_series(first, last, step));
   end loop;
   return array(select distinct v from unnest(result) v order by v);
+end;
+$$;
+
+-- Why one list item (or, for #, a whole day-of-week field) is not a value, range, list or step:
+-- the special characters get a reason of their own, in the words of docs/operations.md.
+create or replace function code.cron_refusal(what text, part text)
+  returns text
+  language plpgsql
+  immutable
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  -- The item without month and weekday names (JUL has an L of its own).
+  bare constant text := regexp_replace(part, '(sun|mon|tue|wed|thu|fri|sat|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)', '', 'gi');
+begin
+  -- cron-parser's forms: H, H/n, H(a-b), H(a-b)/n; W, nW, LW. An h or w inside a word is a typo.
+  if part ~* '(^|[^a-z])h([^a-z]|$)' then
+    return 'H (a hashed value) is not supported';
+  elsif part ~* '^(l|[0-9]{1,2})?w$' then
+    return 'W (the nearest weekday) is not supported';
+  elsif part ~ '#' then
+    if what <> 'day-of-week' then
+      return format('# is allowed only in day-of-week, not in %s', what);
+    elsif part ~ '^[^,/L#-]*#[0-9]*$' then
+      return format('%s: the week of n#k is 1-5', quote_literal(part));
+    end if;
+    return format('%s: n#k is the whole day-of-week field, one weekday and a week 1-5 (1#2: the second Monday), without a list, range, step or L',
+                  quote_literal(part));
+  elsif part ~ '^([0-9]{1,2}|[a-zA-Z]{3})?l$' then
+    return format('%s: write L in upper case', quote_literal(part));
+  elsif bare ~ 'L' then
+    if what = 'day-of-month' then
+      if part ~ '^[0-9]+L$' then
+        return format('%s: nL is for day-of-week (the last weekday n of the month); in day-of-month L stands alone for the last day', quote_literal(part));
+      end if;
+      return format('%s: L (the last day) is a list item of its own, not part of a range or step', quote_literal(part));
+    elsif what = 'day-of-week' then
+      if part = 'L' then
+        return 'L in day-of-week needs one weekday before it: 5L is the last Friday of the month';
+      end if;
+      return format('%s: nL takes one weekday, 0-7 or a name (5L, friL), and is not part of a range or step', quote_literal(part));
+    end if;
+    return format('L is allowed only in day-of-month (L) and day-of-week (nL), not in %s', what);
+  end if;
+  return format('%s field %s is not a value, range, list or step', what, quote_literal(part));
 end;
 $$;
 
@@ -110,6 +167,9 @@ declare
   spec    code.cron_spec;
   months  constant text[] := '{jan,feb,mar,apr,may,jun,jul,aug,sep,oct,nov,dec}';
   days    constant text[] := '{sun,mon,tue,wed,thu,fri,sat}';
+  items   text[];
+  item    text;
+  m       text[];
 begin
   if expression is null or text_in = '' then
     perform code.cron_error(coalesce(expression, ''), 'it is empty');
@@ -128,9 +188,6 @@ begin
       when '@hourly'   then '0 * * * *'
       else text_in
     end, ' +');
-  if lower(text_in) ~ '#|(^|[ ,/-])(l|lw|w|h)($|[ ,/-])|[0-9][lw]($|[ ,])' then
-    perform code.cron_error(expression, 'L, W, # and H are not supported');
-  end if;
   if cardinality(fields) = 5 then
     fields := '0'::text || fields;
   elsif cardinality(fields) <> 6 then
@@ -139,13 +196,91 @@ begin
   spec.seconds  := code.parse_cron_field(expression, fields[1], 'second', 0, 59, null);
   spec.minutes  := code.parse_cron_field(expression, fields[2], 'minute', 0, 59, null);
   spec.hours    := code.parse_cron_field(expression, fields[3], 'hour', 0, 23, null);
-  spec.days     := code.parse_cron_field(expression, fields[4], 'day-of-month', 1, 31, null);
   spec.months   := code.parse_cron_field(expression, fields[5], 'month', 1, 12, months);
-  spec.weekdays := array(select distinct v % 7 from unnest(
-                     code.parse_cron_field(expression, fields[6], 'day-of-week', 0, 7, days)) v order by 1);
+
+  -- Day of month: L, an item of its own, is the last day; the other items are values as usual.
+  items := string_to_array(fields[4], ',');
+  spec.last_day := 'L' = any (items);
+  items := array_remove(items, 'L');
+  spec.days := case when cardinality(items) = 0 then '{}'
+                    else code.parse_cron_field(expression, array_to_string(items, ','), 'day-of-month', 1, 31, null) end;
+
+  -- Day of week: n#k is the whole field; nL items name weekdays whose last one in the month matches.
+  spec.nth_week := 0;
+  spec.last_weekdays := '{}';
+  if fields[6] ~ '#' then
+    m := regexp_match(fields[6], '^([0-9]{1,2}|[a-zA-Z]{3}|\*|\?)#([1-5])$');
+    if m is null then
+      perform code.cron_error(expression, code.cron_refusal('day-of-week', fields[6]));
+    end if;
+    spec.nth_week := m[2]::integer;
+    items := array[m[1]];
+  else
+    items := '{}';
+    foreach item in array string_to_array(fields[6], ',') loop
+      if item ~ '^([0-9]|[a-zA-Z]{3})L$' then
+        spec.last_weekdays := spec.last_weekdays
+          || code.cron_value(expression, lower(left(item, -1)), 'day-of-week', 0, 7, days) % 7;
+      else
+        items := items || item;
+      end if;
+    end loop;
+  end if;
+  spec.weekdays := case when cardinality(items) = 0 then '{}' else array(select distinct v % 7 from unnest(
+                     code.parse_cron_field(expression, array_to_string(items, ','), 'day-of-week', 0, 7, days)) v order by 1) end;
   spec.any_day     := fields[4] in ('*', '?');
   spec.any_weekday := fields[6] in ('*', '?');
   return spec;
+end;
+$$;
+
+-- Whether `spec` fires on local day `day`, by its day-of-month, day-of-week and month fields.
+create or replace function code.cron_day_matches(spec code.cron_spec, day date)
+  returns boolean
+  language plpgsql
+  immutable
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  dom        constant integer := extract(day from day)::integer;
+  dow        constant integer := extract(dow from day)::integer;
+  month_days constant integer := extract(day from date_trunc('month', day::timestamp) + interval '1 month - 1 day')::integer;
+  dom_ok boolean;
+  dow_ok boolean;
+begin
+  if not (extract(month from day)::integer = any (spec.months)) then
+    return false;
+  end if;
+  if spec.any_day and spec.any_weekday then
+    return true;
+  end if;
+  dom_ok := dom = any (spec.days) or (coalesce(spec.last_day, false) and dom = month_days);
+  -- n#k: day 7(k-1)+1 to 7k holds the k-th of each weekday; nL: the last 7 days hold the last.
+  dow_ok := (dow = any (spec.weekdays) and coalesce(spec.nth_week, 0) in (0, (dom + 6) / 7))
+            or (dow = any (spec.last_weekdays) and dom > month_days - 7);
+  return case
+    when spec.any_day then dow_ok
+    when spec.any_weekday then dom_ok
+    else dom_ok or dow_ok
+  end;
+end;
+$$;
+
+-- Whether `spec` names the local time that `instant` has in `zone` (false for an occurrence
+-- that a spring-forward gap shifted: its local time is the one after the gap).
+create or replace function code.cron_matches(spec code.cron_spec, zone text, instant timestamptz)
+  returns boolean
+  language plpgsql
+  stable
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  local_time constant timestamp := instant at time zone zone;
+begin
+  return floor(extract(second from local_time))::integer = any (spec.seconds)
+     and extract(minute from local_time)::integer = any (spec.minutes)
+     and extract(hour from local_time)::integer = any (spec.hours)
+     and code.cron_day_matches(spec, local_time::date);
 end;
 $$;
 
@@ -216,7 +351,8 @@ end;
 $$;
 
 -- The first instant strictly after `after` at which `spec` fires in `zone`; null if none within
--- eight years (e.g. 31 February), which is how scheduling detects expressions that never fire.
+-- eight years (forty for n#5; e.g. 31 February), which is how scheduling detects expressions
+-- that never fire.
 create or replace function code.cron_next(spec code.cron_spec, zone text, after timestamptz)
   returns timestamptz
   language plpgsql
@@ -225,9 +361,9 @@ create or replace function code.cron_next(spec code.cron_spec, zone text, after 
 as $$
 declare
   day  date := (after at time zone zone)::date - 1;
-  stop constant date := day + 8 * 366 + 2;
-  dom integer;
-  dow integer;
+  -- A fifth weekday (n#5) restricted to February comes only in leap years whose February starts
+  -- on that weekday: every 28 years, 40 across 2100 (2072, then 2112).
+  stop constant date := day + case when spec.nth_week = 5 then 40 else 8 end * 366 + 2;
   found timestamptz;
 begin
   while day <= stop loop
@@ -235,14 +371,7 @@ begin
       day := (date_trunc('month', day) + interval '1 month')::date;
       continue;
     end if;
-    dom := extract(day from day)::integer;
-    dow := extract(dow from day)::integer;
-    if (case
-          when spec.any_day and spec.any_weekday then true
-          when spec.any_day then dow = any (spec.weekdays)
-          when spec.any_weekday then dom = any (spec.days)
-          else dom = any (spec.days) or dow = any (spec.weekdays)
-        end) then
+    if code.cron_day_matches(spec, day) then
       found := code.cron_next_on_day(spec, zone, day, after);
       if found is not null then return found; end if;
     end if;
@@ -251,3 +380,61 @@ begin
   return null;
 end;
 $$;
+
+-- The next `count` occurrences of a schedule after now, as api.preview_schedule shows them:
+-- checked as scheduling checks a schedule and a zone (code.require_time_zone, code.parse_cron,
+-- code.first_run_at: same errors, same codes), and the count bounded, before anything is done.
+-- `shifted`: the expression names a local time that a spring-forward gap skips, which fires at
+-- the offset before the gap, so its local time is one the expression does not name.
+-- `repeated`: the local time occurs twice (fall back); local_time's offset tells which copy.
+create or replace function code.preview_schedule(schedule text, time_zone text, count integer)
+  returns table (occurs_at timestamptz, local_time text, shifted boolean, repeated boolean)
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  zone    text;
+  spec    code.cron_spec;
+  instant timestamptz;
+  here    timestamp;
+  t       record;
+begin
+  if count is null or count < 1 or count > 1000 then
+    perform code.fail('HC210', format('count must be from 1 to 1000, not %s', coalesce(count::text, 'NULL')));
+  end if;
+  zone := code.require_time_zone(time_zone);
+  spec := code.parse_cron(schedule);  -- first_run_at would take a null schedule for a one-off job
+  instant := code.first_run_at(schedule, null, zone, now());  -- refuses an expression that never fires
+  for i in 1 .. count loop
+    exit when instant is null;
+    here := instant at time zone zone;
+    t := code.local_instants(here, zone);
+    occurs_at := instant;
+    local_time := to_char(here, 'YYYY-MM-DD"T"HH24:MI:SS') || code.utc_offset(here - (instant at time zone 'UTC'));
+    shifted := not code.cron_matches(spec, zone, instant);
+    repeated := t.earliest <> t.latest;
+    return next;
+    instant := code.cron_next(spec, zone, instant);
+  end loop;
+end;
+$$;
+
+-- An offset from UTC as ISO 8601 writes it: +02:00, -03:30, +05:45.
+create or replace function code.utc_offset(offset_interval interval)
+  returns text
+  language sql
+  immutable
+  set search_path = pg_catalog, pg_temp
+as $$
+  select case when offset_interval < interval '0' then '-' || to_char(-offset_interval, 'HH24:MI')
+              else '+' || to_char(offset_interval, 'HH24:MI') end
+$$;
+
+do $grants$
+declare
+  db constant text := current_database();
+begin
+  execute format('grant execute on function code.preview_schedule(text,text,integer) to %I', db || '$api');
+end;
+$grants$;

@@ -1,5 +1,6 @@
 -- The eligibility check: the one function that scheduling, updating and every execution use to
--- decide whether a job may run (its rules are numbered in code.check_eligibility).
+-- decide whether a job may run (its rules are numbered in code.eligibility_verdict, which
+-- code.check_eligibility asks after locking, and which lists what a caller may schedule).
 --
 -- It returns a verdict rather than raising, so that the executor can record a generic reason
 -- (the same whatever exists elsewhere: the run log must not become an oracle) while scheduling
@@ -187,22 +188,18 @@ begin
 end;
 $$;
 
--- Null when the job owner's frame is intact (locked until the end of the transaction, so that
--- ALTER FUNCTION by anybody else waits), else what is wrong with it. owner_oid: the owner's
--- role, as the eligibility check has already looked it up.
-create or replace function code.frame_problem(job_owner text, owner_oid oid)
+-- Null when the job owner's frame (frame_oid, null for none) is intact, else what is wrong with
+-- it. It only reads: code.check_eligibility has locked the frame's row before asking, so that
+-- ALTER FUNCTION by anybody else waits. owner_oid: the owner's role, as already looked up.
+create or replace function code.frame_problem(frame_oid oid, owner_oid oid)
   returns text
   language plpgsql
-  volatile  -- it locks, then reads the catalog with a fresh snapshot
+  stable
   set search_path = pg_catalog, pg_temp
 as $$
 declare
-  frame_oid oid := to_regprocedure(format('frames.%I(text, text[])', job_owner));
-  f         record;
+  f record;
 begin
-  if frame_oid is null or not mgr.lock_function_definition(frame_oid) then
-    return 'no frame';
-  end if;
   select p.proowner = owner_oid as owned, p.prosecdef,
          p.proconfig is not distinct from array['search_path=pg_catalog, pg_temp'] as pinned,  -- a reset one is null
          p.prosrc = mgr.frame_body() as body,
@@ -210,6 +207,9 @@ begin
          not exists (select from aclexplode(p.proacl) a where a.grantee <> p.proowner) as unshared
     into f
     from pg_proc p where p.oid = frame_oid;
+  if not found then
+    return 'no frame';
+  end if;
   if not (f.owned and f.prosecdef and f.pinned and f.body and f.unshared) then
     return 'frame altered';
   end if;
@@ -217,39 +217,27 @@ begin
 end;
 $$;
 
--- The eligibility check, with the owner's frame as part of rule 1: checked at scheduling and
--- in full before every call. Its locks hold what it checked until the caller's transaction ends.
-create or replace function code.check_eligibility(job_owner text, function_signature text, arguments jsonb)
+-- The rules, numbered, on what the catalog says now: the one place they are written. It takes
+-- no lock, so that listing what a caller may schedule (code.schedulable_functions) can ask it
+-- about many functions without writing to the catalog or making DDL wait; code.check_eligibility
+-- locks first, then asks it. The objects come as oids, resolved (and locked) by the caller:
+-- job_owner's role (owner_oid), $job_scheduler (sched_oid), the owner's frame (frame_oid) and
+-- the function (fn_oid); a null oid is one that does not exist. STABLE: it reads with the
+-- snapshot of the statement that calls it, which in check_eligibility (VOLATILE) is taken after
+-- the locks, so a change that a lock waited for is seen.
+create or replace function code.eligibility_verdict(job_owner text, owner_oid oid, sched_oid oid, frame_oid oid,
+                                                    fn_oid oid, function_signature text, arguments jsonb)
   returns code.verdict
   language plpgsql
-  volatile  -- it locks, and must read the catalog with a fresh snapshot after locking
+  stable
   set search_path = pg_catalog, pg_temp
 as $$
 declare
-  fn_oid    oid;
-  owner_oid oid;
-  sched_oid oid;
-  f         record;
+  f       record;
   problem text;
   n_args  integer;
   i       integer;
 begin
-  fn_oid := code.resolve_function(function_signature);
-  -- Looked up once, before the query: as expressions inside it they were evaluated for every
-  -- role scanned (its cost grew with the number of roles in the cluster).
-  owner_oid := to_regrole(quote_ident(job_owner));
-  sched_oid := to_regrole(quote_ident(current_database() || '$job_scheduler'));
-
-  -- Lock first, then read: DDL on the function, and on the owner's roles and memberships, now
-  -- waits for this transaction, so the call that follows a positive verdict runs what was
-  -- checked, as the role that was checked.
-  if fn_oid is not null and not mgr.lock_function_definition(fn_oid) then
-    fn_oid := null;  -- dropped in the meantime
-  end if;
-  if owner_oid is not null then
-    perform mgr.lock_role_facts(owner_oid, sched_oid);
-  end if;
-
   -- Every fact the rules need, in one read.
   select o.oid as owner_oid, o.rolsuper as owner_super,
          pg_has_role(o.oid, sched.oid, 'USAGE') as owner_schedules,
@@ -259,7 +247,8 @@ begin
          p.pronamespace in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
            or exists (select from pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e')
            as fn_system,
-         pg_has_role(o.oid, p.proowner, 'USAGE') as owner_has_fn_owner
+         pg_has_role(o.oid, p.proowner, 'USAGE') as owner_has_fn_owner,
+         p.pronamespace = 'frames'::regnamespace as fn_frame
     into f
     from (select) one
     left join pg_roles o on o.oid = owner_oid
@@ -278,8 +267,8 @@ begin
     return code.refuse('owner_not_eligible', 1, format('role %s is not a member of %s', quote_ident(job_owner),
                                                        quote_ident(current_database() || '$job_scheduler')));
   end if;
-  -- Rule 1 also needs somewhere safe to run the owner's jobs: its frame, locked like the function.
-  problem := code.frame_problem(job_owner, f.owner_oid);
+  -- Rule 1 also needs somewhere safe to run the owner's jobs: its frame.
+  problem := code.frame_problem(frame_oid, f.owner_oid);
   if problem is not null then
     return code.refuse('owner_not_eligible', 1, format('role %s has no intact frame to run jobs in (%s): an administrator can call mgr.create_frame(%L)',
                                                        quote_ident(job_owner), problem, job_owner));
@@ -290,6 +279,11 @@ begin
   -- Rules 3 and 4 on facts any role can read in the catalog.
   if f.fn_system then
     return code.refuse('function_not_eligible', 3, format('%s belongs to PostgreSQL or to an extension', function_signature));
+  end if;
+  -- A frame is hardcron's own (mgr/frames.sql): it runs whatever SQL it is given, and jobs are
+  -- calls of functions that say what they do.
+  if f.fn_frame then
+    return code.refuse('function_not_eligible', 3, format('%s is a frame, which runs jobs; it is not a job function', function_signature));
   end if;
   if f.fn_owner_super then
     return code.refuse('function_not_eligible', 4, format('%s is owned by a superuser', function_signature));
@@ -337,6 +331,106 @@ begin
 end;
 $$;
 
+-- The eligibility check: checked at scheduling and in full before every call. It locks what the
+-- verdict rests on, then asks code.eligibility_verdict; its locks hold what it checked until
+-- the caller's transaction ends.
+create or replace function code.check_eligibility(job_owner text, function_signature text, arguments jsonb)
+  returns code.verdict
+  language plpgsql
+  volatile  -- it locks, and must read the catalog with a fresh snapshot after locking
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  fn_oid    oid;
+  owner_oid oid;
+  sched_oid oid;
+  frame_oid oid;
+begin
+  fn_oid := code.resolve_function(function_signature);
+  -- Looked up once, before the query: as expressions inside it they were evaluated for every
+  -- role scanned (its cost grew with the number of roles in the cluster).
+  owner_oid := to_regrole(quote_ident(job_owner));
+  sched_oid := to_regrole(quote_ident(current_database() || '$job_scheduler'));
+  frame_oid := to_regprocedure(format('frames.%I(text, text[])', job_owner));
+
+  -- Lock first, then read: DDL on the function and on the owner's frame, and on the owner's
+  -- roles and memberships, now waits for this transaction, so the call that follows a positive
+  -- verdict runs what was checked, in the frame that was checked, as the role that was checked.
+  if fn_oid is not null and not mgr.lock_function_definition(fn_oid) then
+    fn_oid := null;  -- dropped in the meantime
+  end if;
+  if owner_oid is not null then
+    perform mgr.lock_role_facts(owner_oid, sched_oid);
+  end if;
+  if frame_oid is not null and not mgr.lock_function_definition(frame_oid) then
+    frame_oid := null;
+  end if;
+
+  -- A new statement, so a new snapshot: what the locks waited for is seen.
+  return code.eligibility_verdict(job_owner, owner_oid, sched_oid, frame_oid, fn_oid, function_signature, arguments);
+end;
+$$;
+
+-- What the caller could schedule now: every function api.schedule_job would accept from it
+-- (the caller owns the jobs it schedules), with some arguments. Only functions that can pass the
+-- rules are judged, picked on catalog facts the rules require (each condition below is implied
+-- by a rule, so nothing schedulable is left out): SECURITY DEFINER plain functions with settings,
+-- not variadic, outside pg_catalog and information_schema, owned by a role the caller has
+-- (rule 2: caller_roles lists exactly those). So the cost follows the functions of the caller's
+-- roles, not the database's. Each is then judged by code.eligibility_verdict, the rules
+-- themselves, with the fewest arguments it takes, all null: null is a value of every type the
+-- check test-casts, so a function accepts some arguments exactly when it accepts these.
+-- Nothing is locked: the list is a snapshot, and scheduling checks again, under its locks.
+create or replace function code.schedulable_functions()
+  returns table (function_signature text, function_owner text, argument_names text[], argument_types text[],
+                 argument_defaults integer)
+  language plpgsql
+  stable
+  security definer  -- so that it may name code.caller() and the rules; the caller is not current_user anyway
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  job_owner constant text := code.caller();
+  owner_oid constant oid := to_regrole(quote_ident(job_owner));
+  sched_oid constant oid := to_regrole(quote_ident(current_database() || '$job_scheduler'));
+  frame_oid constant oid := to_regprocedure(format('frames.%I(text, text[])', job_owner));
+  roles     oid[];
+  candidate record;
+  verdict   code.verdict;
+begin
+  -- The owner's rules (1 and 4) once: if they fail, every function fails them, and a superuser
+  -- (who has every role) would otherwise have every function in the database judged.
+  if (code.eligibility_verdict(job_owner, owner_oid, sched_oid, frame_oid, null, null, null)).reason = 'owner_not_eligible' then
+    return;
+  end if;
+  roles := array(select to_regrole(quote_ident(r)) from unnest(code.caller_roles()) r);
+  for candidate in
+    select p.oid, code.function_signature(p.oid) as signature,
+           (select coalesce(jsonb_agg(null::jsonb), '[]') from generate_series(1, p.pronargs - p.pronargdefaults)) as nulls,
+           array(select nullif(p.proargnames[i], '')
+                   from generate_subscripts(coalesce(p.proargmodes::text[], array_fill('i'::text, array[p.pronargs])), 1) i
+                  where coalesce(p.proargmodes[i]::text, 'i') in ('i', 'b')
+                  order by i) as names,
+           array(select format_type(a.t, null) from unnest(p.proargtypes::oid[]) with ordinality a(t, i) order by a.i) as types,
+           p.pronargdefaults::integer as defaults
+      from pg_proc p
+     where p.prosecdef and p.prokind = 'f' and p.provariadic = 0 and p.proconfig is not null
+       and p.proowner = any (roles)
+       and p.pronamespace not in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace, 'frames'::regnamespace)
+  loop
+    verdict := code.eligibility_verdict(job_owner, owner_oid, sched_oid, frame_oid, candidate.oid, candidate.signature, candidate.nulls);
+    if verdict.reason is null then
+      function_signature := candidate.signature;
+      function_owner := verdict.function_owner;
+      argument_names := candidate.names;
+      argument_types := candidate.types;
+      argument_defaults := candidate.defaults;
+      return next;
+    end if;
+  end loop;
+end;
+$$;
+
 -- Raises the scheduling error for a refusing verdict.
 create or replace function code.require_eligible(verdict code.verdict, function_signature text)
   returns void
@@ -356,3 +450,13 @@ begin
     format('cannot schedule %s (rule %s): %s', function_signature, verdict.rule, verdict.message));
 end;
 $$;
+
+do $grants$
+declare
+  db constant text := current_database();
+begin
+  -- Called from the view api.schedulable_functions: checked as the role querying it.
+  execute format('grant execute on function code.schedulable_functions() to %I', db || '$anonymous');
+  execute format('grant execute on function code.schedulable_functions() to %I', db || '$client');
+end;
+$grants$;

@@ -29,6 +29,7 @@ $$;
 -- its own statement_timeout ends it. A lost attempt is retried (an executor's death is not the
 -- job's failure) up to three times beyond the job's own retries. `own`: an executor that has
 -- just started holds no run, so those recorded under its id are lost at once, not after the grace.
+-- A run asked to stop (api.cancel_run) ends `cancelled` instead, and is not retried.
 -- `only_run` and `only_token`: the one run (this claim of it) an executor's connection broke
 -- under, looked at at once.
 create or replace function code.sweep_runs(grace interval, own text default null, only_run bigint default null,
@@ -50,7 +51,8 @@ begin
   delete from data.cancel_requests c
    where not exists (select from data.job_runs r where r.id = c.run_id and r.status = 'running');
   for run in
-    select r.id, r.job_id, r.scheduled_for, r.attempt
+    select r.id, r.job_id, r.scheduled_for, r.attempt,
+           exists (select from data.cancel_requests c where c.run_id = r.id) as cancelled
       from data.job_runs r
      where r.status = 'running'
        and (only_run is null or (r.id = only_run and r.claim_token = only_token))
@@ -59,10 +61,11 @@ begin
             or not exists (select from data.executors e where e.id = r.executor_id))
      for update of r skip locked
   loop
-    update data.job_runs r set status = 'lost', finished_at = clock_timestamp() where r.id = run.id;
+    update data.job_runs r set status = case when run.cancelled then 'cancelled' else 'lost' end, finished_at = clock_timestamp()
+     where r.id = run.id;
     n := n + 1;
-    perform code.notify_run(run.id, run.job_id, 'lost');
-    if run.attempt <= coalesce((select (j.options->>'retries')::integer from data.jobs j where j.id = run.job_id), 0) + 3 then
+    perform code.notify_run(run.id, run.job_id, case when run.cancelled then 'cancelled' else 'lost' end);
+    if not run.cancelled and run.attempt <= coalesce((select (j.options->>'retries')::integer from data.jobs j where j.id = run.job_id), 0) + 3 then
       perform code.queue_retry(run.job_id, run.scheduled_for, run.attempt + 1);
     end if;
   end loop;

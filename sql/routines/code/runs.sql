@@ -207,6 +207,44 @@ create or replace function code.cancel_signalled(run_id bigint)
   set search_path = pg_catalog, pg_temp
 as $$ update data.cancel_requests c set signalled_at = now() where c.run_id = cancel_signalled.run_id $$;
 
+-- Cancels one running run (api.cancel_run), by the rule of code.job_to_change: the caller may
+-- when it has the run's owner (the job's), and sees it when it has that or its function's owner.
+-- Another owner's run and a missing one fail alike, after the same statements and calls: the
+-- caller's roles are computed before the run is looked up, and the lookup compares names only.
+-- The run ends `cancelled` and is not retried, as when its job is paused (code.request_cancel).
+create or replace function code.request_cancel_run(run_id bigint)
+  returns bigint
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  roles constant text[] := code.caller_roles();
+  run data.job_runs;
+begin
+  -- Never locked: a running run's own transaction holds its row until the run ends.
+  select * into run from data.job_runs r
+   where r.id = request_cancel_run.run_id and array[r.owner, r.function_owner] && roles;
+  if run.id is null then
+    perform code.fail('HC211', format('run %s not found', coalesce(request_cancel_run.run_id::text, 'NULL')));
+  end if;
+  if not run.owner = any (roles) then
+    perform code.fail('HC212', format('run %s belongs to %s: only its owner and members of that role may cancel it',
+                                      run.id, quote_ident(run.owner)));
+  end if;
+  if run.status <> 'running' then
+    perform code.fail('HC217', format('run %s is not running: it is %s', run.id, run.status),
+                      'Only a running run can be cancelled; pause the job (api.pause_job) to stop its next runs.');
+  end if;
+  -- If the run ends meanwhile, the request is left unused, like those of code.request_cancel.
+  insert into data.cancel_requests (run_id) values (run.id) on conflict do nothing;
+  if found then
+    perform pg_notify('hardcron_runs_cancelled', '');
+  end if;
+  return run.id;
+end;
+$$;
+
 do $grants$
 declare
   db constant text := current_database();
@@ -218,5 +256,6 @@ begin
   execute format('grant execute on function code.cancel_requested(bigint) to %I', db || '$api');
   execute format('grant execute on function code.cancel_targets(text) to %I', db || '$api');
   execute format('grant execute on function code.cancel_signalled(bigint) to %I', db || '$api');
+  execute format('grant execute on function code.request_cancel_run(bigint) to %I', db || '$api');
 end;
 $grants$;
