@@ -146,7 +146,10 @@ table data.jobs owner <db>$data with (fillfactor=70)
   column retry_attempt integer
   column created_at timestamp with time zone not null default now()
   column updated_at timestamp with time zone not null default now()
+  column consecutive_failures integer not null default 0
+  column paused_reason text
   constraint jobs_arguments_check CHECK (((jsonb_typeof(arguments) = 'array'::text) AND (octet_length((arguments)::text) <= 65536)))
+  constraint jobs_consecutive_failures_check CHECK ((consecutive_failures >= 0))
   constraint jobs_function_owner_check CHECK (((char_length(function_owner) >= 1) AND (char_length(function_owner) <= 63)))
   constraint jobs_function_signature_check CHECK (((char_length(function_signature) >= 1) AND (char_length(function_signature) <= 1000)))
   constraint jobs_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 200)))
@@ -273,7 +276,9 @@ view api.jobs owner <db>$api with (security_barrier=true) as
     last.started_at AS last_run_at,
     last.status AS last_status,
     j.created_at,
-    j.updated_at
+    j.updated_at,
+    j.paused_reason,
+    j.consecutive_failures
    FROM (data.jobs j
      LEFT JOIN LATERAL ( SELECT r.status,
             COALESCE(r.started_at, r.finished_at) AS started_at
@@ -790,6 +795,29 @@ $function$
 -- owner <db>$code
 grant EXECUTE on function code.claim_runs(text,integer,text[],integer[],integer) to <db>$api
 
+CREATE OR REPLACE FUNCTION code.count_failure(run data.job_runs)
+ RETURNS void
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  job record;
+begin
+  update data.jobs j set consecutive_failures = j.consecutive_failures + 1
+   where j.id = run.job_id
+  returning j.consecutive_failures as failures, (j.options->>'max_consecutive_failures')::integer as most, j.enabled into job;
+  if job.most is not null and job.failures >= job.most and job.enabled then
+    update data.jobs j
+       set enabled = false, next_run_at = null, extra_run_at = null, retry_at = null, retry_scheduled_for = null,
+           retry_attempt = null, updated_at = now(),
+           paused_reason = format('paused after %s failures in a row (max_consecutive_failures); the last: run %s, %s',
+                                  job.failures, run.id, coalesce(run.error_sqlstate, run.status))
+     where j.id = run.job_id;
+  end if;
+end;
+$function$
+-- owner <db>$code
+
 CREATE OR REPLACE FUNCTION code.cron_day_matches(spec code.cron_spec, day date)
  RETURNS boolean
  LANGUAGE plpgsql
@@ -1179,6 +1207,10 @@ begin
     if run.attempt <= coalesce(retries, 0) then
       perform code.queue_retry(run.job_id, run.scheduled_for, run.attempt + 1);
     end if;
+    perform code.count_failure(run);
+  elsif run.status = 'succeeded' then
+    -- Written only when there is a count to reset: most runs succeed after successes.
+    update data.jobs j set consecutive_failures = 0 where j.id = run.job_id and j.consecutive_failures > 0;
   end if;
   perform code.log_run_event(run.id, run.job_id, run.status);  -- announced by the executor after the commit
 end;
@@ -1263,7 +1295,8 @@ CREATE OR REPLACE FUNCTION code.job_options(options jsonb)
 AS $function$
 declare
   defaults constant jsonb := '{"overlap": "skip", "missed": "latest", "max_missed": 100,
-                               "timeout_seconds": 300, "retries": 0, "retry_delay_seconds": 10}';
+                               "timeout_seconds": 300, "retries": 0, "retry_delay_seconds": 10,
+                               "max_consecutive_failures": null}';
   result  jsonb;
   key     text;
 begin
@@ -1287,6 +1320,10 @@ begin
   perform code.require_number(result, 'timeout_seconds', 0.001, 86400, false);
   perform code.require_number(result, 'retries', 0, 10, true);
   perform code.require_number(result, 'retry_delay_seconds', 0.001, 86400, false);
+  -- null: never pause by itself.
+  if jsonb_typeof(result->'max_consecutive_failures') <> 'null' then
+    perform code.require_number(result, 'max_consecutive_failures', 1, 1000, true);
+  end if;
   return result;
 end;
 $function$
@@ -1523,7 +1560,8 @@ declare
 begin
   update data.jobs j
      set enabled = false, next_run_at = null, extra_run_at = null, retry_at = null, retry_scheduled_for = null,
-         retry_attempt = null, updated_at = now()
+         retry_attempt = null, updated_at = now(),
+         paused_reason = case when j.enabled then format('paused by %s', code.caller()) else j.paused_reason end
    where j.id = job.id;
   perform code.request_cancel(job.id);
   return job.id;
@@ -1904,7 +1942,7 @@ declare
   job data.jobs := code.job_to_change(job_id);
 begin
   update data.jobs j
-     set enabled = true,
+     set enabled = true, consecutive_failures = 0, paused_reason = null,
          next_run_at = case
            when job.enabled then j.next_run_at
            when job.schedule is not null then code.cron_next(code.parse_cron(job.schedule), job.time_zone, now())
@@ -2919,6 +2957,7 @@ comment on column api.job_runs.scheduled_for is 'The occurrence this run is for.
 comment on column api.job_runs.status is 'running, succeeded, failed, rejected, timed_out, skipped, lost, cancelled or missed.'
 comment on column api.job_runs.trigger is 'What made the run: schedule (its schedule, or a one-off''s time), run_now, retry (after a failure or timeout), lost_retry (after its executor lost it) or catch_up (the job was behind its schedule). None for missed rows.'
 comment on column api.jobs.arguments is 'The arguments of the call, a JSON array with one element per parameter.'
+comment on column api.jobs.consecutive_failures is 'Runs that ended failed or timed out since the last success (or since the job was resumed).'
 comment on column api.jobs.enabled is 'False while paused.'
 comment on column api.jobs.function_signature is 'The function called, schema-qualified with argument types, e.g. billing.close_day(date).'
 comment on column api.jobs.id is 'The job''s id.'
@@ -2926,8 +2965,9 @@ comment on column api.jobs.last_run_at is 'When the newest run started.'
 comment on column api.jobs.last_status is 'The status of the newest run.'
 comment on column api.jobs.name is 'A name for people; not unique.'
 comment on column api.jobs.next_run_at is 'The next due occurrence (or retry); null when nothing is due.'
-comment on column api.jobs.options is 'overlap, missed, max_missed, timeout_seconds, retries, retry_delay_seconds.'
+comment on column api.jobs.options is 'overlap, missed, max_missed, timeout_seconds, retries, retry_delay_seconds, max_consecutive_failures.'
 comment on column api.jobs.owner is 'The role the function runs as: the owner of the function when the job was scheduled.'
+comment on column api.jobs.paused_reason is 'Why the job is paused: by whom, or after how many failures in a row (option max_consecutive_failures); null while it runs.'
 comment on column api.jobs.run_at is 'When a one-off job runs; null for a cron job.'
 comment on column api.jobs.schedule is 'A cron expression (5 fields, or 6 with seconds first); null for a one-off job.'
 comment on column api.jobs.time_zone is 'The IANA time zone the cron expression is read in.'

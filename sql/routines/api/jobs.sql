@@ -19,7 +19,8 @@ create or replace view api.jobs with (security_barrier) as
   with seen as materialized (select code.caller_roles() as roles)
   select j.id, j.name, j.owner, j.function_signature, j.arguments, j.schedule, j.run_at, j.time_zone,
          j.options, j.enabled, least(j.next_run_at, j.extra_run_at, j.retry_at) as next_run_at,
-         last.started_at as last_run_at, last.status as last_status, j.created_at, j.updated_at
+         last.started_at as last_run_at, last.status as last_status, j.created_at, j.updated_at,
+         j.paused_reason, j.consecutive_failures
     from data.jobs j
     left join lateral (
       -- The newest run (index job_runs_by_job); a skipped or lost run may not have started.
@@ -50,13 +51,17 @@ comment on column api.jobs.run_at is 'When a one-off job runs; null for a cron j
 
 comment on column api.jobs.time_zone is 'The IANA time zone the cron expression is read in.';
 
-comment on column api.jobs.options is 'overlap, missed, max_missed, timeout_seconds, retries, retry_delay_seconds.';
+comment on column api.jobs.options is 'overlap, missed, max_missed, timeout_seconds, retries, retry_delay_seconds, max_consecutive_failures.';
 
 comment on column api.jobs.enabled is 'False while paused.';
 
 comment on column api.jobs.next_run_at is 'The next due occurrence (or retry); null when nothing is due.';
 
 comment on column api.jobs.last_run_at is 'When the newest run started.';
+
+comment on column api.jobs.paused_reason is 'Why the job is paused: by whom, or after how many failures in a row (option max_consecutive_failures); null while it runs.';
+
+comment on column api.jobs.consecutive_failures is 'Runs that ended failed or timed out since the last success (or since the job was resumed).';
 
 comment on column api.jobs.last_status is 'The status of the newest run.';
 

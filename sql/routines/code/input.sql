@@ -46,7 +46,8 @@ create or replace function code.job_options(options jsonb)
 as $$
 declare
   defaults constant jsonb := '{"overlap": "skip", "missed": "latest", "max_missed": 100,
-                               "timeout_seconds": 300, "retries": 0, "retry_delay_seconds": 10}';
+                               "timeout_seconds": 300, "retries": 0, "retry_delay_seconds": 10,
+                               "max_consecutive_failures": null}';
   result  jsonb;
   key     text;
 begin
@@ -70,6 +71,10 @@ begin
   perform code.require_number(result, 'timeout_seconds', 0.001, 86400, false);
   perform code.require_number(result, 'retries', 0, 10, true);
   perform code.require_number(result, 'retry_delay_seconds', 0.001, 86400, false);
+  -- null: never pause by itself.
+  if jsonb_typeof(result->'max_consecutive_failures') <> 'null' then
+    perform code.require_number(result, 'max_consecutive_failures', 1, 1000, true);
+  end if;
   return result;
 end;
 $$;

@@ -196,7 +196,8 @@ declare
 begin
   update data.jobs j
      set enabled = false, next_run_at = null, extra_run_at = null, retry_at = null, retry_scheduled_for = null,
-         retry_attempt = null, updated_at = now()
+         retry_attempt = null, updated_at = now(),
+         paused_reason = case when j.enabled then format('paused by %s', code.caller()) else j.paused_reason end
    where j.id = job.id;
   perform code.request_cancel(job.id);
   return job.id;
@@ -214,7 +215,7 @@ declare
   job data.jobs := code.job_to_change(job_id);
 begin
   update data.jobs j
-     set enabled = true,
+     set enabled = true, consecutive_failures = 0, paused_reason = null,
          next_run_at = case
            when job.enabled then j.next_run_at
            when job.schedule is not null then code.cron_next(code.parse_cron(job.schedule), job.time_zone, now())

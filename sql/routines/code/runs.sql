@@ -99,6 +99,10 @@ begin
     if run.attempt <= coalesce(retries, 0) then
       perform code.queue_retry(run.job_id, run.scheduled_for, run.attempt + 1);
     end if;
+    perform code.count_failure(run);
+  elsif run.status = 'succeeded' then
+    -- Written only when there is a count to reset: most runs succeed after successes.
+    update data.jobs j set consecutive_failures = 0 where j.id = run.job_id and j.consecutive_failures > 0;
   end if;
   perform code.log_run_event(run.id, run.job_id, run.status);  -- announced by the executor after the commit
 end;
@@ -125,6 +129,30 @@ begin
   end if;
   perform code.finish_run(run_id, status, started_at, error_sqlstate => error_sqlstate, error_message => error_message);
   return status;
+end;
+$$;
+
+-- Counts a failed (or timed out) run against its job, and pauses the job when the count reaches
+-- its max_consecutive_failures: no retry or occurrence is left due, and the job says why.
+create or replace function code.count_failure(run data.job_runs)
+  returns void
+  language plpgsql
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  job record;
+begin
+  update data.jobs j set consecutive_failures = j.consecutive_failures + 1
+   where j.id = run.job_id
+  returning j.consecutive_failures as failures, (j.options->>'max_consecutive_failures')::integer as most, j.enabled into job;
+  if job.most is not null and job.failures >= job.most and job.enabled then
+    update data.jobs j
+       set enabled = false, next_run_at = null, extra_run_at = null, retry_at = null, retry_scheduled_for = null,
+           retry_attempt = null, updated_at = now(),
+           paused_reason = format('paused after %s failures in a row (max_consecutive_failures); the last: run %s, %s',
+                                  job.failures, run.id, coalesce(run.error_sqlstate, run.status))
+     where j.id = run.job_id;
+  end if;
 end;
 $$;
 
