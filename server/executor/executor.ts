@@ -162,7 +162,8 @@ export class Executor {
     this.renewedAt = Date.now();
     this.fine();
     // Runs recorded under this id before now are nobody's: this process holds none yet.
-    await sweepRuns(this.control, this.graceSeconds(), this.id);
+    const control = this.control;
+    await this.serially(() => sweepRuns(control, this.graceSeconds(), this.id));
     this.leaseLoop = this.renewLeases();
     this.watchdog = setInterval(() => void this.cancelOverrunRuns(), 250);
     // Without LISTEN, requests to cancel runs (paused or unscheduled jobs) are looked for while
@@ -207,7 +208,8 @@ export class Executor {
       await this.sendAnnouncement();
     }
     try {
-      if (this.control) await releaseLease(this.control, this.id);
+      const control = this.control;
+      if (control) await this.serially(() => releaseLease(control, this.id));
     } catch (error) {
       this.logger.warn({ err: describe(error) }, 'could not release the lease; it will expire');
     }
