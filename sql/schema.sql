@@ -47,6 +47,7 @@ grant USAGE on schema server to <db>$authenticator
 
 type code.claim_plan owner <db>$code: occurrence timestamp with time zone, attempt integer, next_run_at timestamp with time zone, extra_run_at timestamp with time zone, retry_at timestamp with time zone, retry_scheduled_for timestamp with time zone, retry_attempt integer, status text, timeout_ms integer, missed_from timestamp with time zone, trigger text
 type code.cron_spec owner <db>$code: seconds integer[], minutes integer[], hours integer[], days integer[], months integer[], weekdays integer[], any_day boolean, any_weekday boolean, last_day boolean, last_weekdays integer[], nth_week integer
+type code.schedule_spec owner <db>$code: cron code.cron_spec, period_seconds integer
 type code.verdict owner <db>$code: reason text, rule integer, message text, function_oid oid, function_owner text
 
 -- tables and sequences
@@ -148,6 +149,7 @@ table data.jobs owner <db>$data with (fillfactor=70)
   column updated_at timestamp with time zone not null default now()
   column consecutive_failures integer not null default 0
   column paused_reason text
+  column schedule_anchor timestamp with time zone
   constraint jobs_arguments_check CHECK (((jsonb_typeof(arguments) = 'array'::text) AND (octet_length((arguments)::text) <= 65536)))
   constraint jobs_consecutive_failures_check CHECK ((consecutive_failures >= 0))
   constraint jobs_function_owner_check CHECK (((char_length(function_owner) >= 1) AND (char_length(function_owner) <= 63)))
@@ -159,6 +161,7 @@ table data.jobs owner <db>$data with (fillfactor=70)
   constraint jobs_pkey PRIMARY KEY (id)
   constraint jobs_retry_attempt_check CHECK (((retry_attempt >= 2) AND (retry_attempt <= 1000)))
   constraint jobs_retry_complete CHECK ((((retry_at IS NULL) = (retry_scheduled_for IS NULL)) AND ((retry_at IS NULL) = (retry_attempt IS NULL))))
+  constraint jobs_schedule_anchor CHECK (((schedule IS NULL) = (schedule_anchor IS NULL)))
   constraint jobs_schedule_check CHECK (((char_length(schedule) >= 1) AND (char_length(schedule) <= 200)))
   constraint jobs_schedule_or_run_at CHECK (((schedule IS NULL) <> (run_at IS NULL)))
   constraint jobs_time_zone_check CHECK (((char_length(time_zone) >= 1) AND (char_length(time_zone) <= 64)))
@@ -1218,7 +1221,7 @@ $function$
 -- owner <db>$code
 grant EXECUTE on function code.finish_run(bigint,text,timestamp with time zone,bigint,bigint,text,text,text,text,text,text) to <db>$api
 
-CREATE OR REPLACE FUNCTION code.first_run_at(schedule text, run_at timestamp with time zone, time_zone text, after timestamp with time zone)
+CREATE OR REPLACE FUNCTION code.first_run_at(schedule text, run_at timestamp with time zone, time_zone text, anchor timestamp with time zone, after timestamp with time zone)
  RETURNS timestamp with time zone
  LANGUAGE plpgsql
  STABLE
@@ -1236,8 +1239,8 @@ begin
     end if;
     return run_at;
   end if;
-  next_at := code.cron_next(code.parse_cron(schedule), time_zone, after);
-  if next_at is null then
+  next_at := code.next_occurrence(code.parse_schedule(schedule), time_zone, anchor, after);
+  if next_at is null then  -- only a cron expression can have no next occurrence
     perform code.cron_error(schedule, 'it never fires');
   end if;
   return next_at;
@@ -1283,6 +1286,20 @@ begin
   return (select case when p.pronamespace = 'pg_catalog'::regnamespace then 'pg_catalog.' else '' end || p.oid::regprocedure::text
             from pg_proc p
            where p.oid = function_oid);
+end;
+$function$
+-- owner <db>$code
+
+CREATE OR REPLACE FUNCTION code.interval_error(schedule text, problem text)
+ RETURNS void
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+begin
+  raise exception using
+    errcode = 'HC206',
+    message = format('invalid interval schedule %s: %s', quote_literal(left(schedule, 200)), problem),
+    hint    = 'Write every N seconds, minutes, hours or days (N a whole number from 1; a period of 1 second to 366 days), e.g. ''every 90 seconds'' or ''every 5 minutes''.';
 end;
 $function$
 -- owner <db>$code
@@ -1399,6 +1416,26 @@ AS $function$
 $function$
 -- owner <db>$code
 grant EXECUTE on function code.next_due_at() to <db>$api
+
+CREATE OR REPLACE FUNCTION code.next_occurrence(spec code.schedule_spec, zone text, anchor timestamp with time zone, after timestamp with time zone)
+ RETURNS timestamp with time zone
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  k numeric;
+begin
+  if spec.period_seconds is null then
+    return code.cron_next(spec.cron, zone, after);
+  end if;
+  -- Epoch seconds (numeric, exact to the microsecond): an interval such as after - anchor would
+  -- count days, which AT TIME ZONE arithmetic could stretch across a DST change.
+  k := greatest(floor((extract(epoch from after) - extract(epoch from anchor)) / spec.period_seconds) + 1, 1);
+  return anchor + interval '1 second' * (k * spec.period_seconds)::float8;
+end;
+$function$
+-- owner <db>$code
 
 CREATE OR REPLACE FUNCTION code.notify_jobs_changed()
  RETURNS void
@@ -1549,6 +1586,68 @@ end;
 $function$
 -- owner <db>$code
 
+CREATE OR REPLACE FUNCTION code.parse_interval(schedule text)
+ RETURNS integer
+ LANGUAGE plpgsql
+ IMMUTABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  words   constant text[] := regexp_split_to_array(lower(btrim(schedule, E' \t')), ' +');
+  longest constant integer := 366 * 86400;
+  unit    text;
+  count   numeric := 1;
+  seconds integer;
+begin
+  if char_length(schedule) > 200 then
+    perform code.interval_error(schedule, 'it is longer than 200 characters');
+  end if;
+  if words[1] <> 'every' or cardinality(words) not in (2, 3) then
+    perform code.interval_error(schedule, 'it is not every N seconds, minutes, hours or days');
+  end if;
+  unit := words[cardinality(words)];
+  seconds := case rtrim(unit, 's') when 'second' then 1 when 'minute' then 60 when 'hour' then 3600 when 'day' then 86400 end;
+  if seconds is null or unit ~ 'ss$' then
+    perform code.interval_error(schedule, case when unit ~ '^[0-9+.-]+$' and cardinality(words) = 2
+      then 'the unit is missing: seconds, minutes, hours or days'
+      else format('%s is not a unit: use seconds, minutes, hours or days', quote_literal(unit)) end);
+  end if;
+  if cardinality(words) = 2 then
+    if unit ~ 's$' then  -- `every minutes`: how many?
+      perform code.interval_error(schedule, format('the number is missing: every N %s, or every %s', unit, rtrim(unit, 's')));
+    end if;
+  else
+    if words[2] !~ '^[0-9]+$' then
+      perform code.interval_error(schedule, format('%s is not a whole number', quote_literal(words[2])));
+    end if;
+    count := words[2]::numeric;
+    if count < 1 then
+      perform code.interval_error(schedule, 'the number must be at least 1');
+    end if;
+  end if;
+  if count * seconds > longest then
+    perform code.interval_error(schedule, 'the period is longer than 366 days');
+  end if;
+  return count * seconds;
+end;
+$function$
+-- owner <db>$code
+
+CREATE OR REPLACE FUNCTION code.parse_schedule(schedule text)
+ RETURNS code.schedule_spec
+ LANGUAGE plpgsql
+ IMMUTABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+begin
+  if lower(btrim(schedule, E' \t')) like 'every%' then
+    return row(null, code.parse_interval(schedule))::code.schedule_spec;
+  end if;
+  return row(code.parse_cron(schedule), null)::code.schedule_spec;
+end;
+$function$
+-- owner <db>$code
+
 CREATE OR REPLACE FUNCTION code.pause_job(job_id bigint)
  RETURNS bigint
  LANGUAGE plpgsql
@@ -1580,7 +1679,7 @@ declare
   due_at constant timestamptz := least(job.next_run_at, job.extra_run_at, job.retry_at);
   plan   code.claim_plan;
   catch  record;
-  spec   code.cron_spec;
+  spec   code.schedule_spec;
   skip   boolean := false;
 begin
   plan := row(null, 1, job.next_run_at, job.extra_run_at, job.retry_at, job.retry_scheduled_for, job.retry_attempt,
@@ -1601,8 +1700,8 @@ begin
     plan.occurrence := job.next_run_at;
     plan.next_run_at := null;  -- a one-off job has run
   else
-    spec := code.parse_cron(job.schedule);
-    catch := code.catch_up(spec, job.time_zone, job.next_run_at, now(),
+    spec := code.parse_schedule(job.schedule);
+    catch := code.schedule_catch_up(spec, job.time_zone, job.schedule_anchor, job.next_run_at, now(),
                            case when job.options->>'missed' = 'all' then (job.options->>'max_missed')::integer else 1 end);
     plan.occurrence := catch.newest;
     plan.next_run_at := catch.following;
@@ -1613,7 +1712,7 @@ begin
         skip := plan.occurrence < now() - interval '1 minute';
       else  -- 'all': oldest first, keeping at most max_missed of the occurrences due
         plan.occurrence := catch.oldest_kept;
-        plan.next_run_at := code.cron_next(spec, job.time_zone, plan.occurrence);
+        plan.next_run_at := code.next_occurrence(spec, job.time_zone, job.schedule_anchor, plan.occurrence);
     end case;
     if plan.occurrence > job.next_run_at then
       plan.missed_from := job.next_run_at;
@@ -1637,7 +1736,8 @@ CREATE OR REPLACE FUNCTION code.preview_schedule(schedule text, time_zone text, 
 AS $function$
 declare
   zone    text;
-  spec    code.cron_spec;
+  spec    code.schedule_spec;
+  anchor  constant timestamptz := date_trunc('second', now());
   instant timestamptz;
   here    timestamp;
   t       record;
@@ -1646,18 +1746,18 @@ begin
     perform code.fail('HC210', format('count must be from 1 to 1000, not %s', coalesce(count::text, 'NULL')));
   end if;
   zone := code.require_time_zone(time_zone);
-  spec := code.parse_cron(schedule);  -- first_run_at would take a null schedule for a one-off job
-  instant := code.first_run_at(schedule, null, zone, now());  -- refuses an expression that never fires
+  spec := code.parse_schedule(schedule);  -- first_run_at would take a null schedule for a one-off job
+  instant := code.first_run_at(schedule, null, zone, anchor, now());  -- refuses an expression that never fires
   for i in 1 .. count loop
     exit when instant is null;
     here := instant at time zone zone;
     t := code.local_instants(here, zone);
     occurs_at := instant;
     local_time := to_char(here, 'YYYY-MM-DD"T"HH24:MI:SS') || code.utc_offset(here - (instant at time zone 'UTC'));
-    shifted := not code.cron_matches(spec, zone, instant);
+    shifted := spec.period_seconds is null and not code.cron_matches(spec.cron, zone, instant);  -- an interval names no local time
     repeated := t.earliest <> t.latest;
     return next;
-    instant := code.cron_next(spec, zone, instant);
+    instant := code.next_occurrence(spec, zone, anchor, instant);
   end loop;
 end;
 $function$
@@ -1945,7 +2045,7 @@ begin
      set enabled = true, consecutive_failures = 0, paused_reason = null,
          next_run_at = case
            when job.enabled then j.next_run_at
-           when job.schedule is not null then code.cron_next(code.parse_cron(job.schedule), job.time_zone, now())
+           when job.schedule is not null then code.next_occurrence(code.parse_schedule(job.schedule), job.time_zone, job.schedule_anchor, now())
            when not exists (select from data.job_runs r where r.job_id = job.id) then greatest(job.run_at, now())
          end,
          updated_at = now()
@@ -2080,6 +2180,33 @@ $function$
 grant EXECUTE on function code.schedulable_functions() to <db>$anonymous
 grant EXECUTE on function code.schedulable_functions() to <db>$client
 
+CREATE OR REPLACE FUNCTION code.schedule_catch_up(spec code.schedule_spec, zone text, anchor timestamp with time zone, due timestamp with time zone, now_at timestamp with time zone, keep integer, OUT newest timestamp with time zone, OUT following timestamp with time zone, OUT oldest_kept timestamp with time zone)
+ RETURNS record
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  period constant interval := interval '1 second' * spec.period_seconds;
+begin
+  if spec.period_seconds is null then
+    select c.newest, c.following, c.oldest_kept into newest, following, oldest_kept
+      from code.catch_up(spec.cron, zone, due, now_at, keep) c;
+    return;
+  end if;
+  following := code.next_occurrence(spec, zone, anchor, due);
+  if following > now_at then  -- not behind: the due occurrence is the newest
+    newest := due;
+    oldest_kept := due;
+    return;
+  end if;
+  following := code.next_occurrence(spec, zone, anchor, now_at);
+  newest := following - period;
+  oldest_kept := greatest(due, newest - period * (greatest(keep, 1) - 1));
+end;
+$function$
+-- owner <db>$code
+
 CREATE OR REPLACE FUNCTION code.schedule_job(function_signature text, arguments jsonb, schedule text, run_at timestamp with time zone, name text, time_zone text, options jsonb)
  RETURNS bigint
  LANGUAGE plpgsql
@@ -2091,6 +2218,8 @@ declare
   signature text;
   verdict   code.verdict;
   zone      text;
+  -- An interval schedule counts from the whole second it is set at (code.next_occurrence).
+  anchor    constant timestamptz := case when schedule is not null then date_trunc('second', now()) end;
   next_at   timestamptz;
   job_id    bigint;
 begin
@@ -2105,12 +2234,12 @@ begin
   if schedule is null and run_at is null then
     run_at := now();
   end if;
-  next_at := code.first_run_at(schedule, run_at, zone, now());
+  next_at := code.first_run_at(schedule, run_at, zone, anchor, now());
   perform code.require_room_for_job(caller);
 
-  insert into data.jobs (name, owner, function_signature, function_owner, arguments, schedule, run_at,
+  insert into data.jobs (name, owner, function_signature, function_owner, arguments, schedule, schedule_anchor, run_at,
                          time_zone, options, next_run_at)
-  values (name, caller, signature, verdict.function_owner, arguments, btrim(schedule), run_at,
+  values (name, caller, signature, verdict.function_owner, arguments, btrim(schedule), anchor, run_at,
           zone, code.job_options(coalesce(options, '{}')), next_at)
   returning id into job_id;
   perform code.notify_jobs_changed();
@@ -2387,11 +2516,15 @@ begin
   end if;
   job.arguments := coalesce(arguments, job.arguments);
   if schedule is not null then
+    if btrim(schedule) is distinct from job.schedule then
+      job.schedule_anchor := date_trunc('second', now());
+    end if;
     job.schedule := btrim(schedule);
     job.run_at := null;
   elsif run_at is not null then
     job.run_at := run_at;
     job.schedule := null;
+    job.schedule_anchor := null;
   end if;
   job.name := coalesce(name, job.name);
   job.time_zone := code.require_time_zone(coalesce(time_zone, job.time_zone));
@@ -2406,12 +2539,13 @@ begin
          function_owner     = verdict.function_owner,
          arguments          = job.arguments,
          schedule           = job.schedule,
+         schedule_anchor    = job.schedule_anchor,
          run_at             = job.run_at,
          name               = job.name,
          time_zone          = job.time_zone,
          options            = job.options,
          next_run_at        = case when job.enabled
-                                   then code.first_run_at(job.schedule, job.run_at, job.time_zone, now()) end,
+                                   then code.first_run_at(job.schedule, job.run_at, job.time_zone, job.schedule_anchor, now()) end,
          updated_at         = now()
    where j.id = job.id;
   perform code.notify_jobs_changed();
@@ -2980,7 +3114,7 @@ comment on function api.cancel_run(bigint) is '@resultFieldName jobRun
 Stops a running run: its executor cancels it, its effects are rolled back, and it ends cancelled, not retried (the job keeps its schedule). Returns the run as it is now, usually still running.'
 comment on function api.pause_job(bigint) is '@resultFieldName job
 Stops a job from running until it is resumed.'
-comment on function api.preview_schedule(text,text,integer) is 'The next `count` (1-1000, default 10) occurrences after now of a cron expression read in an IANA time zone (default UTC), checked as scheduling checks them.'
+comment on function api.preview_schedule(text,text,integer) is 'The next `count` (1-1000, default 10) occurrences after now of a schedule, a cron expression read in an IANA time zone (default UTC) or an interval (every N seconds, minutes, hours or days) counted from now, checked as scheduling checks them.'
 comment on function api.resume_job(bigint) is '@resultFieldName job
 Lets a paused job run again from its next occurrence.'
 comment on function api.run_job_now(bigint) is '@resultFieldName job

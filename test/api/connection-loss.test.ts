@@ -20,6 +20,7 @@ import {
   type Subscription,
 } from '../support/server.ts';
 import { hostAndPort, startTcpProxy, throughProxy, type TcpProxy } from '../support/tcp-proxy.ts';
+import { status, untilStatus as untilStatusOf } from '../support/http.ts';
 
 const DEADLINE_MS = 60_000;
 
@@ -37,18 +38,7 @@ const LOST = 'database connection lost: requests get HC_DATABASE_UNAVAILABLE and
 const BACK = 'database connection works again';
 const READ_ONLY = 'database is read-only (a standby, or in recovery): writes get HC_DATABASE_READ_ONLY and /readyz answers 503 until it accepts writes';
 
-async function status(url: string): Promise<{ status: number; body: unknown }> {
-  const response = await fetch(url);
-  return { status: response.status, body: await response.json() };
-}
-
-/** Polls `url` until it answers `wanted`; returns the body of that answer. */
-function untilStatus(url: string, wanted: number): Promise<unknown> {
-  return eventually(`${url} to answer ${wanted}`, async () => {
-    const answer = await status(url);
-    return answer.status === wanted ? answer.body : undefined;
-  }, DEADLINE_MS, 100);
-}
+const untilStatus = (url: string, wanted: number): Promise<unknown> => untilStatusOf(url, wanted, DEADLINE_MS, 100);
 
 /** The code of the first error of a GraphQL answer. */
 function errorCode(response: GraphQLResponse): unknown {

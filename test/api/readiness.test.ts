@@ -6,21 +6,11 @@ import { useTestDatabase } from '../support/database.ts';
 import { executorUrl } from '../support/executor.ts';
 import { authenticatorUrl, TEST_JWT_SECRET } from '../support/server.ts';
 import { hostAndPort, startTcpProxy, throughProxy, type TcpProxy } from '../support/tcp-proxy.ts';
+import { status, untilStatus as untilStatusOf } from '../support/http.ts';
 
 const DEADLINE_MS = 60_000;
 
-async function status(url: string): Promise<{ status: number; body: unknown }> {
-  const response = await fetch(url);
-  return { status: response.status, body: await response.json() };
-}
-
-/** Polls `url` until it answers `wanted`; returns the body of that answer. */
-function untilStatus(url: string, wanted: number): Promise<unknown> {
-  return eventually(`${url} to answer ${wanted}`, async () => {
-    const answer = await status(url);
-    return answer.status === wanted ? answer.body : undefined;
-  }, DEADLINE_MS, 200);
-}
+const untilStatus = (url: string, wanted: number): Promise<unknown> => untilStatusOf(url, wanted, DEADLINE_MS, 200);
 
 /**
  * PostgreSQL goes away and comes back: a TCP proxy between the process and the shared test

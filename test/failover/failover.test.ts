@@ -13,9 +13,10 @@ interface RunEventMessage {
 }
 
 /**
- * A subscriber as the API asks clients to be: when its subscription ends with an error (the
- * database went away while an event was being sent), it subscribes again with `after` set to the
- * last event id it received. `events` is everything received, across subscriptions.
+ * A subscriber as the API asks clients to be: when its subscription delivers an error or ends
+ * with one (the database went away while an event was being read or sent), it subscribes again
+ * with `after` set to the last event id it received. `events` is everything received, across
+ * subscriptions.
  */
 class ResumingSubscriber {
   readonly events: string[] = [];
@@ -35,17 +36,28 @@ class ResumingSubscriber {
     const subscription = subscribe<RunEventMessage>(this.client, operation('job-run-events'), { jobId: this.jobId, after });
     this.current = subscription;
     const taken = { n: 0 };
+    let resumed = false;
+    const resume = (): void => {
+      if (resumed || this.stopped) return;
+      resumed = true;
+      clearInterval(poll);
+      subscription.stop();
+      this.endings.push(subscription.errors.flat().map((error) => (error as { extensions?: { code?: string } }).extensions?.code ?? String(error)));
+      this.start(this.events.at(-1) ?? after);
+    };
     const take = (): void => {
-      for (const event of subscription.events.slice(taken.n)) if (event.jobRunEvents) this.events.push(event.jobRunEvents.id);
-      taken.n = subscription.events.length;
+      // Events up to the first one that came with an error: from there on, it resumes.
+      for (const event of subscription.events.slice(taken.n)) {
+        if (!event.jobRunEvents) break;
+        this.events.push(event.jobRunEvents.id);
+        taken.n++;
+      }
+      if (subscription.errors.length > 0) resume();
     };
     const poll = setInterval(take, 20);
     void subscription.ended.then(() => {
-      clearInterval(poll);
       take();
-      if (this.stopped) return;
-      this.endings.push(subscription.errors.flat().map((error) => (error as { extensions?: { code?: string } }).extensions?.code ?? String(error)));
-      this.start(this.events.at(-1) ?? after);
+      resume();
     });
   }
 
@@ -302,7 +314,7 @@ class Scenario {
     );
     const extra = received_.filter((id) => !rows.some((row) => row.id === id));
     const { rows: extraRows } = await this.db.admin.query('select * from data.job_run_events where id = any($1::bigint[])', [extra]);
-    expect.soft(received_, `${label}: the subscriber's events are the database's events of its job, once and in order (extra: ${JSON.stringify(extraRows)})`).toEqual(rows.map((row) => row.id));
+    expect.soft(received_, `${label}: the subscriber's events are the database's events of its job, once and in order (extra: ${JSON.stringify(extraRows)}; resumed after ${JSON.stringify(subscription.endings)})`).toEqual(rows.map((row) => row.id));
   }
 
   /** Runs until the executors have, between them, as many succeeded runs as two seconds of the per-second jobs make, and both have taken part. */

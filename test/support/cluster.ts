@@ -10,7 +10,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { migrate } from '../../server/db/migrate.ts';
 import { withDatabase } from '../../server/db/targets.ts';
 import { eventually, freePort } from './child.ts';
-import { connect, loginUrl, withClient, type TestDatabase } from './database.ts';
+import { connect, databaseHandle, withClient, type TestDatabase } from './database.ts';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
 
 /**
@@ -496,34 +496,11 @@ export async function installHardcron(pair: PgPair, name = `hc_${randomBytes(3).
   const adminUrl = withDatabase(pair.url(), name);
   await migrate({ connectionString: adminUrl });
   let admin = await connect(adminUrl);
-  const sessions: pg.Client[] = [];
-  const role = (nickname: string): string => `${name}$${nickname}`;
-  const urlFor = (user: string, password: string): string => loginUrl(adminUrl, user, password);
+  const handle = databaseHandle(name, adminUrl, () => admin);
   return {
-    name,
+    ...handle,
     get admin() {
       return admin;
-    },
-    adminUrl,
-    role,
-    urlFor,
-    async login(nickname) {
-      const password = randomBytes(12).toString('hex');
-      await admin.query(`alter role ${admin.escapeIdentifier(role(nickname))} password ${admin.escapeLiteral(password)}`);
-      const client = await connect(urlFor(role(nickname), password));
-      sessions.push(client);
-      return client;
-    },
-    async addUser(nickname, { scheduler = false, memberOf = [] } = {}) {
-      await admin.query('begin');
-      try {
-        await admin.query(`set local role ${admin.escapeIdentifier(role('mgr'))}`);
-        await admin.query('call mgr.add_user($1, $2, $3, $4)', [nickname, randomBytes(12).toString('hex'), scheduler, memberOf]);
-        await admin.query('commit');
-      } catch (error) {
-        await admin.query('rollback');
-        throw error;
-      }
     },
     async reconnect() {
       await admin.end().catch(() => {});
@@ -531,7 +508,7 @@ export async function installHardcron(pair: PgPair, name = `hc_${randomBytes(3).
     },
     async drop() {
       // The cluster goes with the pair: only the connections need closing.
-      await Promise.allSettled([...sessions.map((client) => client.end()), admin.end()]);
+      await Promise.allSettled([...handle.sessions.map((client) => client.end()), admin.end()]);
     },
   };
 }

@@ -48,39 +48,54 @@ export async function createTestDatabase(
   if (options.install !== false) await migrate({ connectionString: adminUrl, ...options.migrate });
 
   const admin = await connect(adminUrl);
+  const handle = databaseHandle(name, adminUrl, () => admin);
+
+  return {
+    ...handle,
+    admin,
+    async drop() {
+      await Promise.allSettled(handle.sessions.map((client) => client.end()));
+      await admin.end().catch(() => {});
+      await dropDatabaseAndRoles(clusterUrl, name);
+    },
+  };
+}
+
+/**
+ * What a test does with a hardcron database besides its admin connection: role names, login
+ * URLs, logins as users (with a fresh password each) and provisioned users. `admin` returns the
+ * admin connection as it is now (a failover test replaces it).
+ */
+export function databaseHandle(name: string, adminUrl: string, admin: () => pg.Client) {
   const sessions: pg.Client[] = [];
   const role = (nickname: string): string => `${name}$${nickname}`;
   const urlFor = (user: string, password: string): string => loginUrl(adminUrl, user, password);
-
   return {
     name,
-    admin,
     adminUrl,
     role,
     urlFor,
-    async login(nickname) {
+    /** The sessions login() opened, for drop() to close. */
+    sessions,
+    async login(nickname: string): Promise<pg.Client> {
       const password = randomBytes(12).toString('hex');
-      await admin.query(`alter role ${admin.escapeIdentifier(role(nickname))} password ${admin.escapeLiteral(password)}`);
+      await admin().query(`alter role ${admin().escapeIdentifier(role(nickname))} password ${admin().escapeLiteral(password)}`);
       const client = await connect(urlFor(role(nickname), password));
       sessions.push(client);
       return client;
     },
-    async addUser(nickname, { scheduler = false, memberOf = [] } = {}) {
-      await admin.query('begin');
+    async addUser(nickname: string, { scheduler = false, memberOf = [] as string[] } = {}): Promise<void> {
+      const c = admin();
+      await c.query('begin');
       try {
-        await admin.query(`set local role ${admin.escapeIdentifier(role('mgr'))}`);
+        await c.query(`set local role ${c.escapeIdentifier(role('mgr'))}`);
         // A LOGIN user (it has a password); login() sets a password of its own before connecting.
-        await admin.query('call mgr.add_user($1, $2, $3, $4)', [nickname, randomBytes(12).toString('hex'), scheduler, memberOf]);
-        await admin.query('commit');
+        await c.query('call mgr.add_user($1, $2, $3, $4)', [nickname, randomBytes(12).toString('hex'), scheduler, memberOf]);
+        await c.query('commit');
       } catch (error) {
-        await admin.query('rollback');
+        await c.query('rollback');
         throw error;
       }
-    },
-    async drop() {
-      await Promise.allSettled(sessions.map((client) => client.end()));
-      await admin.end().catch(() => {});
-      await dropDatabaseAndRoles(clusterUrl, name);
     },
   };
 }

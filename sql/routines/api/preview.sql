@@ -1,5 +1,5 @@
--- Schedule preview (schema api, owned by $api): the next occurrences of a cron expression in a
--- time zone, before any job is scheduled with it. It reads no job and no role, so it tells a
+-- Schedule preview (schema api, owned by $api): the next occurrences of a schedule (a cron
+-- expression or an interval) in a time zone, before any job is scheduled with it. It reads no job and no role, so it tells a
 -- caller nothing about anyone: every client may call it.
 --
 -- STABLE, so that PostGraphile offers it as a Query field (a VOLATILE function becomes a
@@ -19,7 +19,7 @@ as $$ select p.occurs_at, p.local_time, p.shifted, p.repeated from code.preview_
 -- PostGraphile offers a set-returning function as a connection, Query.previewSchedule (a plain
 -- list would be previewScheduleList under the simplified inflection).
 comment on function api.preview_schedule(text, text, integer) is
-  E'The next `count` (1-1000, default 10) occurrences after now of a cron expression read in an IANA time zone (default UTC), checked as scheduling checks them.';
+  E'The next `count` (1-1000, default 10) occurrences after now of a schedule, a cron expression read in an IANA time zone (default UTC) or an interval (every N seconds, minutes, hours or days) counted from now, checked as scheduling checks them.';
 
 do $grants$
 declare

@@ -49,6 +49,36 @@ begin
 end;
 $$;
 
+-- code.catch_up for a schedule of either kind (code.parse_schedule): a cron expression's by the
+-- search above; an interval's by arithmetic, in constant time: the newest occurrence is the one
+-- before the first after `now_at` (code.next_occurrence), and the last `keep` are a period apart.
+create or replace function code.schedule_catch_up(spec code.schedule_spec, zone text, anchor timestamptz, due timestamptz,
+                                         now_at timestamptz, keep integer,
+                                         out newest timestamptz, out following timestamptz, out oldest_kept timestamptz)
+  language plpgsql
+  stable
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  period constant interval := interval '1 second' * spec.period_seconds;
+begin
+  if spec.period_seconds is null then
+    select c.newest, c.following, c.oldest_kept into newest, following, oldest_kept
+      from code.catch_up(spec.cron, zone, due, now_at, keep) c;
+    return;
+  end if;
+  following := code.next_occurrence(spec, zone, anchor, due);
+  if following > now_at then  -- not behind: the due occurrence is the newest
+    newest := due;
+    oldest_kept := due;
+    return;
+  end if;
+  following := code.next_occurrence(spec, zone, anchor, now_at);
+  newest := following - period;
+  oldest_kept := greatest(due, newest - period * (greatest(keep, 1) - 1));
+end;
+$$;
+
 -- The run policies (overlap, missed, retries) for one due job, as of now: retries first, then a run-now
 -- request, then the schedule with its missed-run policy; overlap decides between run and skip.
 -- Occurrences the missed-run policy passes over are the gap [missed_from, occurrence). `trigger`
@@ -63,7 +93,7 @@ declare
   due_at constant timestamptz := least(job.next_run_at, job.extra_run_at, job.retry_at);
   plan   code.claim_plan;
   catch  record;
-  spec   code.cron_spec;
+  spec   code.schedule_spec;
   skip   boolean := false;
 begin
   plan := row(null, 1, job.next_run_at, job.extra_run_at, job.retry_at, job.retry_scheduled_for, job.retry_attempt,
@@ -84,8 +114,8 @@ begin
     plan.occurrence := job.next_run_at;
     plan.next_run_at := null;  -- a one-off job has run
   else
-    spec := code.parse_cron(job.schedule);
-    catch := code.catch_up(spec, job.time_zone, job.next_run_at, now(),
+    spec := code.parse_schedule(job.schedule);
+    catch := code.schedule_catch_up(spec, job.time_zone, job.schedule_anchor, job.next_run_at, now(),
                            case when job.options->>'missed' = 'all' then (job.options->>'max_missed')::integer else 1 end);
     plan.occurrence := catch.newest;
     plan.next_run_at := catch.following;
@@ -96,7 +126,7 @@ begin
         skip := plan.occurrence < now() - interval '1 minute';
       else  -- 'all': oldest first, keeping at most max_missed of the occurrences due
         plan.occurrence := catch.oldest_kept;
-        plan.next_run_at := code.cron_next(spec, job.time_zone, plan.occurrence);
+        plan.next_run_at := code.next_occurrence(spec, job.time_zone, job.schedule_anchor, plan.occurrence);
     end case;
     if plan.occurrence > job.next_run_at then
       plan.missed_from := job.next_run_at;

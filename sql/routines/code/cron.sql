@@ -1,4 +1,5 @@
--- Cron expressions in SQL, so that next_run_at is right the moment schedule_job returns.
+-- Schedules in SQL, so that next_run_at is right the moment schedule_job returns: cron
+-- expressions, and interval schedules (below, before the preview).
 --
 -- The dialect and its semantics are those of cron-parser, which a test compares with this code
 -- on many expressions, zones and instants:
@@ -381,10 +382,116 @@ begin
 end;
 $$;
 
+-- Interval schedules (fixed rate): `every N seconds|minutes|hours|days`, N a whole number from 1
+-- (`every 90 seconds`, `every 1 minute`, `every 12 hours`), or `every second|minute|hour|day` for
+-- N = 1; the unit singular or plural, words separated by spaces, case ignored; the period from
+-- 1 second to 366 days. Occurrences are anchor + k·period, k >= 1 (code.next_occurrence): a
+-- number of seconds, so time zones and DST play no part.
+
+create or replace function code.interval_error(schedule text, problem text)
+  returns void
+  language plpgsql
+  volatile
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  raise exception using
+    errcode = 'HC206',
+    message = format('invalid interval schedule %s: %s', quote_literal(left(schedule, 200)), problem),
+    hint    = 'Write every N seconds, minutes, hours or days (N a whole number from 1; a period of 1 second to 366 days), e.g. ''every 90 seconds'' or ''every 5 minutes''.';
+end;
+$$;
+
+-- The period of an interval schedule, in seconds.
+create or replace function code.parse_interval(schedule text)
+  returns integer
+  language plpgsql
+  immutable
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  words   constant text[] := regexp_split_to_array(lower(btrim(schedule, E' \t')), ' +');
+  longest constant integer := 366 * 86400;
+  unit    text;
+  count   numeric := 1;
+  seconds integer;
+begin
+  if char_length(schedule) > 200 then
+    perform code.interval_error(schedule, 'it is longer than 200 characters');
+  end if;
+  if words[1] <> 'every' or cardinality(words) not in (2, 3) then
+    perform code.interval_error(schedule, 'it is not every N seconds, minutes, hours or days');
+  end if;
+  unit := words[cardinality(words)];
+  seconds := case rtrim(unit, 's') when 'second' then 1 when 'minute' then 60 when 'hour' then 3600 when 'day' then 86400 end;
+  if seconds is null or unit ~ 'ss$' then
+    perform code.interval_error(schedule, case when unit ~ '^[0-9+.-]+$' and cardinality(words) = 2
+      then 'the unit is missing: seconds, minutes, hours or days'
+      else format('%s is not a unit: use seconds, minutes, hours or days', quote_literal(unit)) end);
+  end if;
+  if cardinality(words) = 2 then
+    if unit ~ 's$' then  -- `every minutes`: how many?
+      perform code.interval_error(schedule, format('the number is missing: every N %s, or every %s', unit, rtrim(unit, 's')));
+    end if;
+  else
+    if words[2] !~ '^[0-9]+$' then
+      perform code.interval_error(schedule, format('%s is not a whole number', quote_literal(words[2])));
+    end if;
+    count := words[2]::numeric;
+    if count < 1 then
+      perform code.interval_error(schedule, 'the number must be at least 1');
+    end if;
+  end if;
+  if count * seconds > longest then
+    perform code.interval_error(schedule, 'the period is longer than 366 days');
+  end if;
+  return count * seconds;
+end;
+$$;
+
+-- A schedule of either kind, parsed: `every ...` is an interval, anything else a cron expression.
+create or replace function code.parse_schedule(schedule text)
+  returns code.schedule_spec
+  language plpgsql
+  immutable
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if lower(btrim(schedule, E' \t')) like 'every%' then
+    return row(null, code.parse_interval(schedule))::code.schedule_spec;
+  end if;
+  return row(code.parse_cron(schedule), null)::code.schedule_spec;
+end;
+$$;
+
+-- The first occurrence of a schedule strictly after `after`: every next occurrence (scheduling,
+-- claims, resuming, preview) is computed here. A cron expression's, in `zone` (null if none
+-- within the search, see code.cron_next); an interval's, anchor + k·period (k >= 1) for the
+-- smallest such k, in constant time however far `after` is from the anchor.
+create or replace function code.next_occurrence(spec code.schedule_spec, zone text, anchor timestamptz, after timestamptz)
+  returns timestamptz
+  language plpgsql
+  stable
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  k numeric;
+begin
+  if spec.period_seconds is null then
+    return code.cron_next(spec.cron, zone, after);
+  end if;
+  -- Epoch seconds (numeric, exact to the microsecond): an interval such as after - anchor would
+  -- count days, which AT TIME ZONE arithmetic could stretch across a DST change.
+  k := greatest(floor((extract(epoch from after) - extract(epoch from anchor)) / spec.period_seconds) + 1, 1);
+  return anchor + interval '1 second' * (k * spec.period_seconds)::float8;
+end;
+$$;
+
 -- The next `count` occurrences of a schedule after now, as api.preview_schedule shows them:
--- checked as scheduling checks a schedule and a zone (code.require_time_zone, code.parse_cron,
+-- checked as scheduling checks a schedule and a zone (code.require_time_zone, code.parse_schedule,
 -- code.first_run_at: same errors, same codes), and the count bounded, before anything is done.
--- `shifted`: the expression names a local time that a spring-forward gap skips, which fires at
+-- An interval schedule is anchored now, as scheduling it now would anchor it.
+-- `shifted`: a cron expression names a local time that a spring-forward gap skips, which fires at
 -- the offset before the gap, so its local time is one the expression does not name.
 -- `repeated`: the local time occurs twice (fall back); local_time's offset tells which copy.
 create or replace function code.preview_schedule(schedule text, time_zone text, count integer)
@@ -395,7 +502,8 @@ create or replace function code.preview_schedule(schedule text, time_zone text, 
 as $$
 declare
   zone    text;
-  spec    code.cron_spec;
+  spec    code.schedule_spec;
+  anchor  constant timestamptz := date_trunc('second', now());
   instant timestamptz;
   here    timestamp;
   t       record;
@@ -404,18 +512,18 @@ begin
     perform code.fail('HC210', format('count must be from 1 to 1000, not %s', coalesce(count::text, 'NULL')));
   end if;
   zone := code.require_time_zone(time_zone);
-  spec := code.parse_cron(schedule);  -- first_run_at would take a null schedule for a one-off job
-  instant := code.first_run_at(schedule, null, zone, now());  -- refuses an expression that never fires
+  spec := code.parse_schedule(schedule);  -- first_run_at would take a null schedule for a one-off job
+  instant := code.first_run_at(schedule, null, zone, anchor, now());  -- refuses an expression that never fires
   for i in 1 .. count loop
     exit when instant is null;
     here := instant at time zone zone;
     t := code.local_instants(here, zone);
     occurs_at := instant;
     local_time := to_char(here, 'YYYY-MM-DD"T"HH24:MI:SS') || code.utc_offset(here - (instant at time zone 'UTC'));
-    shifted := not code.cron_matches(spec, zone, instant);
+    shifted := spec.period_seconds is null and not code.cron_matches(spec.cron, zone, instant);  -- an interval names no local time
     repeated := t.earliest <> t.latest;
     return next;
-    instant := code.cron_next(spec, zone, instant);
+    instant := code.next_occurrence(spec, zone, anchor, instant);
   end loop;
 end;
 $$;

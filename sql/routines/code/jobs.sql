@@ -9,8 +9,9 @@ create or replace function code.notify_jobs_changed()
   set search_path = pg_catalog, pg_temp
 as $$ select pg_notify('hardcron_jobs_changed', '') $$;
 
--- The first occurrence of a job's timing after `after`: the cron's next instant, or run_at.
-create or replace function code.first_run_at(schedule text, run_at timestamptz, time_zone text, after timestamptz)
+-- The first occurrence of a job's timing after `after`: its schedule's next occurrence (an
+-- interval's counted from `anchor`, see code.next_occurrence), or run_at.
+create or replace function code.first_run_at(schedule text, run_at timestamptz, time_zone text, anchor timestamptz, after timestamptz)
   returns timestamptz
   language plpgsql
   stable
@@ -28,8 +29,8 @@ begin
     end if;
     return run_at;
   end if;
-  next_at := code.cron_next(code.parse_cron(schedule), time_zone, after);
-  if next_at is null then
+  next_at := code.next_occurrence(code.parse_schedule(schedule), time_zone, anchor, after);
+  if next_at is null then  -- only a cron expression can have no next occurrence
     perform code.cron_error(schedule, 'it never fires');
   end if;
   return next_at;
@@ -100,6 +101,8 @@ declare
   signature text;
   verdict   code.verdict;
   zone      text;
+  -- An interval schedule counts from the whole second it is set at (code.next_occurrence).
+  anchor    constant timestamptz := case when schedule is not null then date_trunc('second', now()) end;
   next_at   timestamptz;
   job_id    bigint;
 begin
@@ -114,12 +117,12 @@ begin
   if schedule is null and run_at is null then
     run_at := now();
   end if;
-  next_at := code.first_run_at(schedule, run_at, zone, now());
+  next_at := code.first_run_at(schedule, run_at, zone, anchor, now());
   perform code.require_room_for_job(caller);
 
-  insert into data.jobs (name, owner, function_signature, function_owner, arguments, schedule, run_at,
+  insert into data.jobs (name, owner, function_signature, function_owner, arguments, schedule, schedule_anchor, run_at,
                          time_zone, options, next_run_at)
-  values (name, caller, signature, verdict.function_owner, arguments, btrim(schedule), run_at,
+  values (name, caller, signature, verdict.function_owner, arguments, btrim(schedule), anchor, run_at,
           zone, code.job_options(coalesce(options, '{}')), next_at)
   returning id into job_id;
   perform code.notify_jobs_changed();
@@ -128,7 +131,8 @@ end;
 $$;
 
 -- Changes the given fields (null: keep), re-checking everything as scheduling does. Giving
--- schedule switches a one-off job to cron and back for run_at.
+-- schedule switches a one-off job to a schedule and back for run_at. A different schedule is
+-- anchored now; any other change keeps the anchor, so an interval schedule keeps its phase.
 create or replace function code.update_job(
   job_id bigint, function_signature text, arguments jsonb, schedule text, run_at timestamptz,
   name text, time_zone text, options jsonb)
@@ -153,11 +157,15 @@ begin
   end if;
   job.arguments := coalesce(arguments, job.arguments);
   if schedule is not null then
+    if btrim(schedule) is distinct from job.schedule then
+      job.schedule_anchor := date_trunc('second', now());
+    end if;
     job.schedule := btrim(schedule);
     job.run_at := null;
   elsif run_at is not null then
     job.run_at := run_at;
     job.schedule := null;
+    job.schedule_anchor := null;
   end if;
   job.name := coalesce(name, job.name);
   job.time_zone := code.require_time_zone(coalesce(time_zone, job.time_zone));
@@ -172,12 +180,13 @@ begin
          function_owner     = verdict.function_owner,
          arguments          = job.arguments,
          schedule           = job.schedule,
+         schedule_anchor    = job.schedule_anchor,
          run_at             = job.run_at,
          name               = job.name,
          time_zone          = job.time_zone,
          options            = job.options,
          next_run_at        = case when job.enabled
-                                   then code.first_run_at(job.schedule, job.run_at, job.time_zone, now()) end,
+                                   then code.first_run_at(job.schedule, job.run_at, job.time_zone, job.schedule_anchor, now()) end,
          updated_at         = now()
    where j.id = job.id;
   perform code.notify_jobs_changed();
@@ -204,7 +213,8 @@ begin
 end;
 $$;
 
--- Resuming starts from now: occurrences missed while paused are not made up.
+-- Resuming starts from now: occurrences missed while paused are not made up. The anchor stays, so
+-- an interval schedule resumes in its phase.
 create or replace function code.resume_job(job_id bigint)
   returns bigint
   language plpgsql
@@ -218,7 +228,7 @@ begin
      set enabled = true, consecutive_failures = 0, paused_reason = null,
          next_run_at = case
            when job.enabled then j.next_run_at
-           when job.schedule is not null then code.cron_next(code.parse_cron(job.schedule), job.time_zone, now())
+           when job.schedule is not null then code.next_occurrence(code.parse_schedule(job.schedule), job.time_zone, job.schedule_anchor, now())
            when not exists (select from data.job_runs r where r.job_id = job.id) then greatest(job.run_at, now())
          end,
          updated_at = now()
