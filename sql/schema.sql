@@ -692,11 +692,7 @@ declare
   frame_oid oid;
 begin
   fn_oid := code.resolve_function(function_signature);
-  -- Looked up once, before the query: as expressions inside it they were evaluated for every
-  -- role scanned (its cost grew with the number of roles in the cluster).
-  owner_oid := to_regrole(quote_ident(job_owner));
-  sched_oid := to_regrole(quote_ident(current_database() || '$job_scheduler'));
-  frame_oid := to_regprocedure(format('frames.%I(text, text[])', job_owner));
+  select o.owner_oid, o.sched_oid, o.frame_oid into owner_oid, sched_oid, frame_oid from code.owner_objects(job_owner) o;
 
   -- Lock first, then read: DDL on the function and on the owner's frame, and on the owner's
   -- roles and memberships, now waits for this transaction, so the call that follows a positive
@@ -1458,6 +1454,18 @@ end;
 $function$
 -- owner <db>$code
 
+CREATE OR REPLACE FUNCTION code.owner_objects(job_owner text, OUT owner_oid oid, OUT sched_oid oid, OUT frame_oid oid)
+ RETURNS record
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select to_regrole(quote_ident(job_owner)),
+         to_regrole(quote_ident(current_database() || '$job_scheduler')),
+         to_regprocedure(format('frames.%I(text, text[])', job_owner))
+$function$
+-- owner <db>$code
+
 CREATE OR REPLACE FUNCTION code.parse_cron(expression text)
  RETURNS code.cron_spec
  LANGUAGE plpgsql
@@ -2137,13 +2145,14 @@ CREATE OR REPLACE FUNCTION code.schedulable_functions()
 AS $function$
 declare
   job_owner constant text := code.caller();
-  owner_oid constant oid := to_regrole(quote_ident(job_owner));
-  sched_oid constant oid := to_regrole(quote_ident(current_database() || '$job_scheduler'));
-  frame_oid constant oid := to_regprocedure(format('frames.%I(text, text[])', job_owner));
+  owner_oid oid;
+  sched_oid oid;
+  frame_oid oid;
   roles     oid[];
   candidate record;
   verdict   code.verdict;
 begin
+  select o.owner_oid, o.sched_oid, o.frame_oid into owner_oid, sched_oid, frame_oid from code.owner_objects(job_owner) o;
   -- The owner's rules (1 and 4) once: if they fail, every function fails them, and a superuser
   -- (who has every role) would otherwise have every function in the database judged.
   if (code.eligibility_verdict(job_owner, owner_oid, sched_oid, frame_oid, null, null, null)).reason = 'owner_not_eligible' then

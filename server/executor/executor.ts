@@ -159,7 +159,6 @@ export class Executor {
         await this.backoff(attempt);
       }
     }
-    this.renewedAt = Date.now();
     this.fine();
     // Runs recorded under this id before now are nobody's: this process holds none yet.
     const control = this.control;

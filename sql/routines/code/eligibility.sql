@@ -331,6 +331,20 @@ begin
 end;
 $$;
 
+-- What a job owner's eligibility rests on besides the function, by oid (null for what does not
+-- exist): the owner's role, $job_scheduler, and the owner's frame. Looked up once, before the
+-- rules' query (as expressions inside it they were evaluated for every role scanned, and the
+-- cost grew with the number of roles in the cluster), by the check and by the listing alike.
+create or replace function code.owner_objects(job_owner text, out owner_oid oid, out sched_oid oid, out frame_oid oid)
+  language sql
+  stable
+  set search_path = pg_catalog, pg_temp
+as $$
+  select to_regrole(quote_ident(job_owner)),
+         to_regrole(quote_ident(current_database() || '$job_scheduler')),
+         to_regprocedure(format('frames.%I(text, text[])', job_owner))
+$$;
+
 -- The eligibility check: checked at scheduling and in full before every call. It locks what the
 -- verdict rests on, then asks code.eligibility_verdict; its locks hold what it checked until
 -- the caller's transaction ends.
@@ -347,11 +361,7 @@ declare
   frame_oid oid;
 begin
   fn_oid := code.resolve_function(function_signature);
-  -- Looked up once, before the query: as expressions inside it they were evaluated for every
-  -- role scanned (its cost grew with the number of roles in the cluster).
-  owner_oid := to_regrole(quote_ident(job_owner));
-  sched_oid := to_regrole(quote_ident(current_database() || '$job_scheduler'));
-  frame_oid := to_regprocedure(format('frames.%I(text, text[])', job_owner));
+  select o.owner_oid, o.sched_oid, o.frame_oid into owner_oid, sched_oid, frame_oid from code.owner_objects(job_owner) o;
 
   -- Lock first, then read: DDL on the function and on the owner's frame, and on the owner's
   -- roles and memberships, now waits for this transaction, so the call that follows a positive
@@ -391,13 +401,14 @@ create or replace function code.schedulable_functions()
 as $$
 declare
   job_owner constant text := code.caller();
-  owner_oid constant oid := to_regrole(quote_ident(job_owner));
-  sched_oid constant oid := to_regrole(quote_ident(current_database() || '$job_scheduler'));
-  frame_oid constant oid := to_regprocedure(format('frames.%I(text, text[])', job_owner));
+  owner_oid oid;
+  sched_oid oid;
+  frame_oid oid;
   roles     oid[];
   candidate record;
   verdict   code.verdict;
 begin
+  select o.owner_oid, o.sched_oid, o.frame_oid into owner_oid, sched_oid, frame_oid from code.owner_objects(job_owner) o;
   -- The owner's rules (1 and 4) once: if they fail, every function fails them, and a superuser
   -- (who has every role) would otherwise have every function in the database judged.
   if (code.eligibility_verdict(job_owner, owner_oid, sched_oid, frame_oid, null, null, null)).reason = 'owner_not_eligible' then
