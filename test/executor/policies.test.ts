@@ -190,14 +190,16 @@ describe('missed runs, overlap, retries and events', () => {
     try {
       const { id } = await scheduleJob(alice, 'pol.held()', [], { schedule: '* * * * * *', options: { overlap: 'skip', retry_delay_seconds: 0.001 } });
       await waitFor(db(), `select exists (select from data.job_runs where job_id = $1 and status = 'running') as done`, [id]);
-      // A run of an earlier occurrence whose executor is gone, as after a crash.
+      // A run of an earlier occurrence whose executor is gone, as after a crash, claimed an hour
+      // ago: the sweep below (grace 50 minutes) takes it and no run the executor has just claimed.
       const { rows } = await db().admin.query<{ at: Date }>(
-        `insert into data.job_runs (job_id, owner, function_owner, scheduled_for, status, executor_id)
-         select id, owner, function_owner, date_trunc('second', now()) - interval '1 minute', 'running', 'gone' from data.jobs where id = $1
+        `insert into data.job_runs (job_id, owner, function_owner, scheduled_for, status, executor_id, claimed_at)
+         select id, owner, function_owner, date_trunc('second', now()) - interval '1 minute', 'running', 'gone', now() - interval '1 hour'
+           from data.jobs where id = $1
          returning scheduled_for as at`,
         [id],
       );
-      expect((await sweeper.query<{ n: number }>(`select executor.sweep_runs(0) as n`)).rows[0]?.n).toBe(1);
+      expect((await sweeper.query<{ n: number }>(`select executor.sweep_runs(3000) as n`)).rows[0]?.n).toBe(1);
       await waitFor(db(), `select retry_at <= now() as done from data.jobs where id = $1`, [id]);
       // The retry is due while the first run holds on: a claim made since then passed it over.
       await afterNextClaim(db(), alice, 'pol.noop()');
