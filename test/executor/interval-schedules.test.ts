@@ -69,6 +69,8 @@ describe('interval schedules, run by an executor', () => {
     // scheduled then, and claimed after), which is 59 s after the backdated due occurrence.
     expect(first!.scheduled_for.getTime()).toBeGreaterThanOrEqual(due + 59_000);
     expect((first!.scheduled_for.getTime() - anchor) % 1000).toBe(0);
-    expect(rest.filter((run) => run.status === 'missed')).toEqual([]); // the one gap, one row
+    // The one gap, one row: nothing else accounts for an occurrence before the run. (Later claims
+    // that come more than a second late on a busy machine have gaps of their own, after it.)
+    expect(rest.filter((run) => run.status === 'missed' && run.scheduled_for.getTime() < first!.scheduled_for.getTime())).toEqual([]);
   });
 });

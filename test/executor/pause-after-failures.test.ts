@@ -37,9 +37,10 @@ describe('pausing after failures in a row', () => {
     await waitFor(db(), 'select not enabled as done from data.jobs where id = $1', [id]);
     expect(await job(id)).toMatchObject({ enabled: false, consecutive_failures: 3, next_run_at: null });
     expect((await job(id)).paused_reason).toMatch(/^paused after 3 failures in a row \(max_consecutive_failures\); the last: run \d+, P0042$/);
-    // Nothing of it runs after the executor's next claim.
+    // Nothing of it runs after the executor's next claim. (Occurrences due while a run was still
+    // going were recorded skipped, and any the executor fell behind on missed: they did not run.)
     await afterNextClaim(db(), alice, 'pf.noop()');
-    expect(await runs(id)).toEqual(['failed', 'failed', 'failed']);
+    expect((await runs(id)).filter((status) => status !== 'skipped' && status !== 'missed')).toEqual(['failed', 'failed', 'failed']);
 
     await db().admin.query('update pf.switch set fail = false');
     await alice.query('select api.resume_job($1)', [id]);
