@@ -45,6 +45,11 @@ grant USAGE on schema server to <db>$authenticator
 
 -- types
 
+type api.job_missed_policy owner <db>$api: 'latest', 'all', 'none'
+type api.job_overlap_policy owner <db>$api: 'skip', 'queue', 'allow'
+type api.job_run_reject_reason owner <db>$api: 'owner_not_eligible', 'function_not_eligible', 'arguments_not_eligible'
+type api.job_run_status owner <db>$api: 'running', 'succeeded', 'failed', 'rejected', 'timed_out', 'skipped', 'lost', 'cancelled', 'missed'
+type api.job_run_trigger owner <db>$api: 'schedule', 'run_now', 'retry', 'lost_retry', 'catch_up'
 type code.claim_plan owner <db>$code: occurrence timestamp with time zone, attempt integer, next_run_at timestamp with time zone, extra_run_at timestamp with time zone, retry_at timestamp with time zone, retry_scheduled_for timestamp with time zone, retry_attempt integer, status text, timeout_ms integer, missed_from timestamp with time zone, trigger text
 type code.cron_spec owner <db>$code: seconds integer[], minutes integer[], hours integer[], days integer[], months integer[], weekdays integer[], any_day boolean, any_weekday boolean, last_day boolean, last_weekdays integer[], nth_week integer
 type code.schedule_spec owner <db>$code: cron code.cron_spec, period_seconds integer
@@ -213,7 +218,7 @@ view api.job_run_events owner <db>$api with (security_barrier=true) as
  SELECT e.id,
     e.run_id,
     e.job_id,
-    e.status,
+    (e.status)::api.job_run_status AS status,
     e.at
    FROM (data.job_run_events e
      CROSS JOIN LATERAL ( SELECT
@@ -238,7 +243,7 @@ view api.job_runs owner <db>$api with (security_barrier=true) as
     scheduled_for,
     started_at,
     finished_at,
-    status,
+    (status)::api.job_run_status AS status,
     attempt,
     rows_returned,
     rows_affected,
@@ -247,11 +252,12 @@ view api.job_runs owner <db>$api with (security_barrier=true) as
     error_detail,
     error_hint,
     error_context,
-    reject_reason,
+    (reject_reason)::api.job_run_reject_reason AS reject_reason,
     executor_id,
     missed_before,
-    trigger,
-    ((EXTRACT(epoch FROM (started_at - scheduled_for)) * (1000)::numeric))::double precision AS lateness_ms
+    (trigger)::api.job_run_trigger AS trigger,
+    ((EXTRACT(epoch FROM (started_at - scheduled_for)) * (1000)::numeric))::double precision AS lateness_ms,
+    ((EXTRACT(epoch FROM (finished_at - started_at)) * (1000)::numeric))::double precision AS duration_ms
    FROM data.job_runs r
   WHERE ((cardinality(( SELECT s.roles
            FROM seen s)) > 0) AND (ARRAY[owner, function_owner] && ( SELECT s.roles
@@ -277,11 +283,13 @@ view api.jobs owner <db>$api with (security_barrier=true) as
     j.enabled,
     LEAST(j.next_run_at, j.extra_run_at, j.retry_at) AS next_run_at,
     last.started_at AS last_run_at,
-    last.status AS last_status,
+    (last.status)::api.job_run_status AS last_status,
     j.created_at,
     j.updated_at,
     j.paused_reason,
-    j.consecutive_failures
+    j.consecutive_failures,
+    ((j.options ->> 'overlap'::text))::api.job_overlap_policy AS overlap,
+    ((j.options ->> 'missed'::text))::api.job_missed_policy AS missed
    FROM (data.jobs j
      LEFT JOIN LATERAL ( SELECT r.status,
             COALESCE(r.started_at, r.finished_at) AS started_at
@@ -3083,37 +3091,70 @@ grant EXECUTE on function server.run_events_since(bigint,bigint[],integer) to <d
 
 -- comments
 
-comment on column api.job_run_events.at is 'When the run took it.'
+comment on column api.job_run_events.at is '@notNull
+When the run took it.'
 comment on column api.job_run_events.id is 'The event''s id: a subscription resumes after the last id it received.'
-comment on column api.job_run_events.job_id is 'The run''s job.'
-comment on column api.job_run_events.run_id is 'The run that changed state.'
-comment on column api.job_run_events.status is 'The status the run took: running, succeeded, failed, rejected, timed_out, skipped, lost or cancelled.'
-comment on column api.job_runs.attempt is '1 for the occurrence itself, 2 and up for retries.'
+comment on column api.job_run_events.job_id is '@notNull
+The run''s job.'
+comment on column api.job_run_events.run_id is '@notNull
+The run that changed state.'
+comment on column api.job_run_events.status is '@notNull
+The status the run took: running when it starts, then how it ended (a run recorded as skipped or missed has that one event).'
+comment on column api.job_runs.attempt is '@notNull
+1 for the occurrence itself, 2 and up for retries.'
+comment on column api.job_runs.duration_ms is 'How long the run took, in milliseconds: its end minus its start; null while it runs, or when it never started.'
 comment on column api.job_runs.error_sqlstate is 'The SQLSTATE of a failed run.'
 comment on column api.job_runs.executor_id is 'The executor that ran it.'
-comment on column api.job_runs.lateness_ms is 'How late the run started, in milliseconds: its start minus its occurrence.'
+comment on column api.job_runs.finished_at is 'When the run ended; null while it runs.'
+comment on column api.job_runs.job_id is '@notNull
+The run''s job (which may have been unscheduled since: its runs stay).'
+comment on column api.job_runs.lateness_ms is 'How late the run started, in milliseconds: its start minus its occurrence; null while it runs, and when it never started.'
 comment on column api.job_runs.missed_before is 'For a missed row: every occurrence of the schedule from scheduled_for up to, not including, this one was never run (the job''s missed-run policy passed over them when it was claimed behind its schedule).'
-comment on column api.job_runs.reject_reason is 'Why the executor refused to call the function (a generic reason code).'
+comment on column api.job_runs.owner is '@notNull
+The role the run ran as.'
+comment on column api.job_runs.reject_reason is '@behavior +orderBy
+Why the executor refused to call the function (a generic reason code); set for rejected runs only.'
 comment on column api.job_runs.rows_affected is 'Tuples the run inserted, updated and deleted.'
 comment on column api.job_runs.rows_returned is 'Rows the call returned (the output itself is never stored).'
-comment on column api.job_runs.scheduled_for is 'The occurrence this run is for.'
-comment on column api.job_runs.status is 'running, succeeded, failed, rejected, timed_out, skipped, lost, cancelled or missed.'
-comment on column api.job_runs.trigger is 'What made the run: schedule (its schedule, or a one-off''s time), run_now, retry (after a failure or timeout), lost_retry (after its executor lost it) or catch_up (the job was behind its schedule). None for missed rows.'
-comment on column api.jobs.arguments is 'The arguments of the call, a JSON array with one element per parameter.'
-comment on column api.jobs.consecutive_failures is 'Runs that ended failed or timed out since the last success (or since the job was resumed).'
-comment on column api.jobs.enabled is 'False while paused.'
-comment on column api.jobs.function_signature is 'The function called, schema-qualified with argument types, e.g. billing.close_day(date).'
+comment on column api.job_runs.scheduled_for is '@notNull
+The occurrence this run is for.'
+comment on column api.job_runs.started_at is 'When the run started. Recorded when it ends: null while it runs, and for a run that never started (skipped, missed; a lost one may have none).'
+comment on column api.job_runs.status is '@notNull
+@behavior +orderBy
+Where the run is: running, or how it ended. Ordered as the enum is: running, succeeded, failed, …'
+comment on column api.job_runs.trigger is '@behavior +orderBy
+What made the run: schedule (its schedule, or a one-off''s time), run_now, retry (after a failure or timeout), lost_retry (after its executor lost it) or catch_up (the job was behind its schedule). None for missed rows.'
+comment on column api.jobs.arguments is '@notNull
+The arguments of the call, a JSON array with one element per parameter.'
+comment on column api.jobs.consecutive_failures is '@notNull
+Runs that ended failed or timed out since the last success (or since the job was resumed).'
+comment on column api.jobs.created_at is '@notNull
+When the job was scheduled.'
+comment on column api.jobs.enabled is '@notNull
+False while paused.'
+comment on column api.jobs.function_signature is '@notNull
+The function called, schema-qualified with argument types, e.g. billing.close_day(date).'
 comment on column api.jobs.id is 'The job''s id.'
 comment on column api.jobs.last_run_at is 'When the newest run started.'
-comment on column api.jobs.last_status is 'The status of the newest run.'
+comment on column api.jobs.last_status is '@behavior +orderBy
+The status of the newest run; null before the first. Ordered as the enum is: running, succeeded, failed, …'
+comment on column api.jobs.missed is '@notNull
+The option missed: which occurrences a job behind its schedule runs (latest, all or none).'
 comment on column api.jobs.name is 'A name for people; not unique.'
 comment on column api.jobs.next_run_at is 'The next due occurrence (or retry); null when nothing is due.'
-comment on column api.jobs.options is 'overlap, missed, max_missed, timeout_seconds, retries, retry_delay_seconds, max_consecutive_failures.'
-comment on column api.jobs.owner is 'The role the function runs as: the owner of the function when the job was scheduled.'
+comment on column api.jobs.options is '@notNull
+All options, defaults filled in: overlap, missed, max_missed, timeout_seconds, retries, retry_delay_seconds, max_consecutive_failures (overlap and missed also as the typed fields of those names).'
+comment on column api.jobs.overlap is '@notNull
+The option overlap: what happens to an occurrence due while the previous run still runs (skip, queue or allow).'
+comment on column api.jobs.owner is '@notNull
+The role the function runs as: the owner of the function when the job was scheduled.'
 comment on column api.jobs.paused_reason is 'Why the job is paused: by whom, or after how many failures in a row (option max_consecutive_failures); null while it runs.'
 comment on column api.jobs.run_at is 'When a one-off job runs; null for a cron job.'
 comment on column api.jobs.schedule is 'A cron expression (5 fields, or 6 with seconds first); null for a one-off job.'
-comment on column api.jobs.time_zone is 'The IANA time zone the cron expression is read in.'
+comment on column api.jobs.time_zone is '@notNull
+The IANA time zone the cron expression is read in.'
+comment on column api.jobs.updated_at is '@notNull
+When the job last changed: scheduled, updated, paused (also by itself), resumed or asked to run now.'
 comment on column api.schedulable_functions.argument_defaults is 'How many of the last parameters have defaults: a job may leave them out.'
 comment on column api.schedulable_functions.argument_names is 'The names of the parameters, in order (null for an unnamed one).'
 comment on column api.schedulable_functions.argument_types is 'The types of the parameters, in order: the arguments of a job are a JSON array with one element per parameter.'
@@ -3148,6 +3189,11 @@ A scheduled call of a security definer function. You see the jobs whose owner ro
 comment on table api.schedulable_functions is '@primaryKey function_signature
 @behavior -insert -update -delete
 A function you may schedule now: a security definer function with a safe pinned search_path, owned by a role you have (not a superuser), as api.schedule_job would accept it from you. Empty unless you may schedule jobs at all.'
+comment on type api.job_missed_policy is 'The option missed: which occurrences a job that is behind its schedule runs: the latest only, all of them (at most max_missed), or none that is over a minute old; the others are recorded as one missed run.'
+comment on type api.job_overlap_policy is 'The option overlap: what happens to an occurrence that comes due while the job''s previous run is still going: skip it (a skipped run is recorded), queue it until that run ends, or allow both to run.'
+comment on type api.job_run_reject_reason is 'Why the executor refused to call a job''s function (the checks of scheduling, made again at the run): its owner, its function or its arguments no longer pass.'
+comment on type api.job_run_status is 'Where a run is: running, or how it ended. succeeded, failed (it raised an error), rejected (a check before the call refused it), timed_out, skipped (an overlapping run was going on), lost (its executor was lost), cancelled (pausing, unscheduling or cancel_run stopped it), missed (occurrences passed over: see missed_before).'
+comment on type api.job_run_trigger is 'What made a run: schedule (its schedule, or a one-off''s time), run_now, retry (after a failure or timeout), lost_retry (after its executor lost it) or catch_up (the job was behind its schedule).'
 
 -- default privileges
 

@@ -48,6 +48,36 @@ describe('the GraphQL schema', () => {
     expect(String(subscription?.getFields().jobRunEvents?.type)).toBe('JobRunEvent');
   });
 
+  test('types tell the truth: closed sets are enums, and a field is non-null exactly when its column can never be null', () => {
+    const fieldTypes = (type: string): Record<string, string> => {
+      const t = schema.getType(type);
+      if (!isObjectType(t)) throw new Error(`no object type ${type}`);
+      return Object.fromEntries(Object.values(t.getFields()).filter((field) => field.args.length === 0).map((field) => [field.name, String(field.type)]));
+    };
+    expect(fieldTypes('Job')).toEqual({
+      id: 'BigInt!', name: 'String', owner: 'String!', functionSignature: 'String!', arguments: 'JSON!', schedule: 'String',
+      runAt: 'Datetime', timeZone: 'String!', options: 'JSON!', overlap: 'JobOverlapPolicy!', missed: 'JobMissedPolicy!',
+      enabled: 'Boolean!', nextRunAt: 'Datetime', lastRunAt: 'Datetime', lastStatus: 'JobRunStatus', createdAt: 'Datetime!',
+      updatedAt: 'Datetime!', pausedReason: 'String', consecutiveFailures: 'Int!',
+    });
+    expect(fieldTypes('JobRun')).toEqual({
+      id: 'BigInt!', jobId: 'BigInt!', job: 'Job', owner: 'String!', scheduledFor: 'Datetime!', startedAt: 'Datetime', finishedAt: 'Datetime',
+      status: 'JobRunStatus!', attempt: 'Int!', trigger: 'JobRunTrigger', rowsReturned: 'BigInt', rowsAffected: 'BigInt',
+      errorSqlstate: 'String', errorMessage: 'String', errorDetail: 'String', errorHint: 'String', errorContext: 'String',
+      rejectReason: 'JobRunRejectReason', executorId: 'String', missedBefore: 'Datetime', latenessMs: 'Float', durationMs: 'Float',
+    });
+    expect(fieldTypes('JobRunEvent')).toEqual({
+      id: 'BigInt!', runId: 'BigInt!', jobId: 'BigInt!', status: 'JobRunStatus!', at: 'Datetime!', run: 'JobRun',
+    });
+    // Conditions take the enums too (and every field of a condition is optional).
+    const condition = (type: string, field: string): string => {
+      const t = schema.getType(type);
+      return t && 'getFields' in t ? String((t.getFields() as Record<string, { type: unknown }>)[field]?.type) : '';
+    };
+    expect(['status', 'trigger', 'rejectReason'].map((field) => condition('JobRunCondition', field))).toEqual(['JobRunStatus', 'JobRunTrigger', 'JobRunRejectReason']);
+    expect(['lastStatus', 'overlap', 'missed'].map((field) => condition('JobCondition', field))).toEqual(['JobRunStatus', 'JobOverlapPolicy', 'JobMissedPolicy']);
+  });
+
   test('holds nothing derived from code, data, mgr, executor or migrations', async () => {
     // Names PostGraphile would give to what those schemas hold, were they exposed.
     const forbidden = /^(addUser|removeUser|reCreateRole|grantPriv|revokeAllFromPublic|localRoleName|lockFunctionDefinition|checkEligibility|requireEligible|resolveFunction|claimRuns|finishRun|startRun|run|release|renewLease|renewExecutorLease|expireLeases|catchUp|nextDueAt|parseCron|cronNext|caller|callerHasRole|notifyRun|queueRetry|tuplesChanged|executors?|timeZones|timeZonesConnection|appliedMigrations?|migrations?|fail|jobOptions)$/i;
@@ -65,7 +95,7 @@ describe('the GraphQL schema', () => {
     expect(names.filter((name) => forbidden.test(name))).toEqual([]);
     // Every object type is a view of api, a connection/edge/payload of one, or GraphQL's own.
     const own = Object.keys(schema.getTypeMap()).filter((name) => !name.startsWith('__'));
-    const allowed = /^(Query|Mutation|Subscription|Job|JobRun|JobRunEvent|JobConnection|JobRunConnection|JobEdge|JobRunEdge|JobCondition|JobRunCondition|JobOrderBy|JobRunOrderBy|PageInfo|Cursor|BigInt|Datetime|JSON|Boolean|String|Int|Float|ID|SchedulableFunction|SchedulableFunctionCondition|SchedulableFunctionConnection|SchedulableFunctionEdge|SchedulableFunctionOrderBy|PreviewScheduleRecord|PreviewScheduleConnection|PreviewScheduleEdge|(ScheduleJob|UpdateJob|PauseJob|ResumeJob|RunJobNow|UnscheduleJob|CancelRun)(Input|Payload))$/;
+    const allowed = /^(Query|Mutation|Subscription|Job|JobRun|JobRunEvent|JobConnection|JobRunConnection|JobEdge|JobRunEdge|JobCondition|JobRunCondition|JobOrderBy|JobRunOrderBy|PageInfo|Cursor|BigInt|Datetime|JSON|Boolean|String|Int|Float|ID|SchedulableFunction|SchedulableFunctionCondition|SchedulableFunctionConnection|SchedulableFunctionEdge|SchedulableFunctionOrderBy|PreviewScheduleRecord|PreviewScheduleConnection|PreviewScheduleEdge|JobRunStatus|JobRunTrigger|JobRunRejectReason|JobOverlapPolicy|JobMissedPolicy|(ScheduleJob|UpdateJob|PauseJob|ResumeJob|RunJobNow|UnscheduleJob|CancelRun)(Input|Payload))$/;
     expect(own.filter((name) => !allowed.test(name))).toEqual([]);
     // The introspection a client gets is the same schema.
     const { __schema } = await data<{ __schema: { types: Array<{ name: string }> } }>(server, '{ __schema { types { name } } }');

@@ -12,7 +12,7 @@
 -- reading n events costs n lookups, however many runs exist.
 create or replace view api.job_run_events with (security_barrier) as
   with seen as materialized (select code.caller_roles() as roles)
-  select e.id, e.run_id, e.job_id, e.status, e.at
+  select e.id, e.run_id, e.job_id, e.status::api.job_run_status as status, e.at
     from data.job_run_events e
     cross join lateral (
       select from data.job_runs r
@@ -28,13 +28,13 @@ A state change of a run you may see: running when it starts, then its outcome. K
 
 comment on column api.job_run_events.id is 'The event''s id: a subscription resumes after the last id it received.';
 
-comment on column api.job_run_events.run_id is 'The run that changed state.';
+comment on column api.job_run_events.run_id is E'@notNull\nThe run that changed state.';
 
-comment on column api.job_run_events.job_id is 'The run''s job.';
+comment on column api.job_run_events.job_id is E'@notNull\nThe run''s job.';
 
-comment on column api.job_run_events.status is 'The status the run took: running, succeeded, failed, rejected, timed_out, skipped, lost or cancelled.';
+comment on column api.job_run_events.status is E'@notNull\nThe status the run took: running when it starts, then how it ended (a run recorded as skipped or missed has that one event).';
 
-comment on column api.job_run_events.at is 'When the run took it.';
+comment on column api.job_run_events.at is E'@notNull\nWhen the run took it.';
 
 do $grants$
 declare

@@ -19,8 +19,9 @@ create or replace view api.jobs with (security_barrier) as
   with seen as materialized (select code.caller_roles() as roles)
   select j.id, j.name, j.owner, j.function_signature, j.arguments, j.schedule, j.run_at, j.time_zone,
          j.options, j.enabled, least(j.next_run_at, j.extra_run_at, j.retry_at) as next_run_at,
-         last.started_at as last_run_at, last.status as last_status, j.created_at, j.updated_at,
-         j.paused_reason, j.consecutive_failures
+         last.started_at as last_run_at, last.status::api.job_run_status as last_status, j.created_at, j.updated_at,
+         j.paused_reason, j.consecutive_failures,
+         (j.options->>'overlap')::api.job_overlap_policy as overlap, (j.options->>'missed')::api.job_missed_policy as missed
     from data.jobs j
     left join lateral (
       -- The newest run (index job_runs_by_job); a skipped or lost run may not have started.
@@ -39,21 +40,21 @@ comment on column api.jobs.id is 'The job''s id.';
 
 comment on column api.jobs.name is 'A name for people; not unique.';
 
-comment on column api.jobs.owner is 'The role the function runs as: the owner of the function when the job was scheduled.';
+comment on column api.jobs.owner is E'@notNull\nThe role the function runs as: the owner of the function when the job was scheduled.';
 
-comment on column api.jobs.function_signature is 'The function called, schema-qualified with argument types, e.g. billing.close_day(date).';
+comment on column api.jobs.function_signature is E'@notNull\nThe function called, schema-qualified with argument types, e.g. billing.close_day(date).';
 
-comment on column api.jobs.arguments is 'The arguments of the call, a JSON array with one element per parameter.';
+comment on column api.jobs.arguments is E'@notNull\nThe arguments of the call, a JSON array with one element per parameter.';
 
 comment on column api.jobs.schedule is 'A cron expression (5 fields, or 6 with seconds first); null for a one-off job.';
 
 comment on column api.jobs.run_at is 'When a one-off job runs; null for a cron job.';
 
-comment on column api.jobs.time_zone is 'The IANA time zone the cron expression is read in.';
+comment on column api.jobs.time_zone is E'@notNull\nThe IANA time zone the cron expression is read in.';
 
-comment on column api.jobs.options is 'overlap, missed, max_missed, timeout_seconds, retries, retry_delay_seconds, max_consecutive_failures.';
+comment on column api.jobs.options is E'@notNull\nAll options, defaults filled in: overlap, missed, max_missed, timeout_seconds, retries, retry_delay_seconds, max_consecutive_failures (overlap and missed also as the typed fields of those names).';
 
-comment on column api.jobs.enabled is 'False while paused.';
+comment on column api.jobs.enabled is E'@notNull\nFalse while paused.';
 
 comment on column api.jobs.next_run_at is 'The next due occurrence (or retry); null when nothing is due.';
 
@@ -61,9 +62,17 @@ comment on column api.jobs.last_run_at is 'When the newest run started.';
 
 comment on column api.jobs.paused_reason is 'Why the job is paused: by whom, or after how many failures in a row (option max_consecutive_failures); null while it runs.';
 
-comment on column api.jobs.consecutive_failures is 'Runs that ended failed or timed out since the last success (or since the job was resumed).';
+comment on column api.jobs.consecutive_failures is E'@notNull\nRuns that ended failed or timed out since the last success (or since the job was resumed).';
 
-comment on column api.jobs.last_status is 'The status of the newest run.';
+comment on column api.jobs.last_status is E'@behavior +orderBy\nThe status of the newest run; null before the first. Ordered as the enum is: running, succeeded, failed, …';
+
+comment on column api.jobs.created_at is E'@notNull\nWhen the job was scheduled.';
+
+comment on column api.jobs.updated_at is E'@notNull\nWhen the job last changed: scheduled, updated, paused (also by itself), resumed or asked to run now.';
+
+comment on column api.jobs.overlap is E'@notNull\nThe option overlap: what happens to an occurrence due while the previous run still runs (skip, queue or allow).';
+
+comment on column api.jobs.missed is E'@notNull\nThe option missed: which occurrences a job behind its schedule runs (latest, all or none).';
 
 -- Each shim calls its code function exactly once (plpgsql, not a view predicate) and returns
 -- the job as the caller sees it through api.jobs.
