@@ -25,6 +25,7 @@ Environment (flags win):
   HARDCRON_EXECUTOR_LISTEN       false: no LISTEN/NOTIFY, polling only (default true)
   HARDCRON_EXECUTOR_ID           the executor's name in run records (default host:pid:random)
   HARDCRON_EXECUTOR_LEASE_SECONDS  silence after which its running runs are lost (default ${EXECUTOR_SETTINGS.leaseSeconds.default})
+  HARDCRON_EXECUTOR_HISTORY_SECONDS  how often run history partitions and retention are maintained (default ${EXECUTOR_SETTINGS.historySeconds.default})
   HARDCRON_EXECUTOR_HTTP_PORT    serve /healthz, /readyz and /metrics on this port (default: none)
   HARDCRON_EXECUTOR_HTTP_HOST    address for that (default ${LOOPBACK})
   LOG_LEVEL                      pino level (default ${DEFAULT_LOG_LEVEL})`,

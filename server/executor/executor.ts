@@ -13,6 +13,7 @@ import { releaseLease, renewLease } from './sql/lease.ts';
 import { listenJobsChanged } from './sql/listen-jobs-changed.ts';
 import { msUntilNextDue } from './sql/next-due-at.ts';
 import { ping } from './sql/ping.ts';
+import { maintainRunHistory } from './sql/maintain-run-history.ts';
 import { pruneRunEvents } from './sql/prune-run-events.ts';
 import { recordInterruptedRun, runOne, type RunOutcome } from './sql/run-one.ts';
 import { sweepRuns } from './sql/sweep-runs.ts';
@@ -89,6 +90,8 @@ export class Executor {
   private claimer: pg.Client | undefined;
   /** The one loop that renews the lease and sweeps; `leaseWaker` wakes it early. */
   private leaseLoop: Promise<void> | undefined;
+  private historyLoop: Promise<void> | undefined;
+  private readonly historyWaker = new Waker();
   private readonly leaseWaker = new Waker();
   /** When the lease was last renewed (ms since the epoch), for /readyz. */
   private renewedAt = 0;
@@ -164,6 +167,7 @@ export class Executor {
     const control = this.control;
     await this.serially(() => sweepRuns(control, this.graceSeconds(), this.id));
     this.leaseLoop = this.renewLeases();
+    this.historyLoop = this.maintainHistory();
     this.watchdog = setInterval(() => void this.cancelOverrunRuns(), 250);
     // Without LISTEN, requests to cancel runs (paused or unscheduled jobs) are looked for while
     // runs are going, once per poll interval.
@@ -186,6 +190,7 @@ export class Executor {
     this.stopping = true;
     this.waker.wakeAll();
     this.leaseWaker.wakeAll();
+    this.historyWaker.wakeAll();
     await this.dispatcher;
     const finished = Promise.all([...this.inFlight]);
     const inTime = await Promise.race([
@@ -199,6 +204,7 @@ export class Executor {
       await finished;
     }
     await this.leaseLoop;
+    await this.historyLoop;
     clearInterval(this.watchdog);
     clearInterval(this.cancelPoll);
     if (this.announceTimer) {
@@ -259,6 +265,31 @@ export class Executor {
       }
       if (this.stopping) return;
       await this.leaseWaker.wait(renewed ? every : Math.min(every, backoffMs(attempt)));
+    }
+  }
+
+  /**
+   * Run history upkeep every `historySeconds` (code.maintain_run_history): on a connection of its
+   * own, opened for each pass and closed after it, so that a long retention pass never delays
+   * the lease renewal and never holds one of the runs' connections. A failed pass is logged and
+   * the next one tries again.
+   */
+  private async maintainHistory(): Promise<void> {
+    while (!this.stopping) {
+      let client: pg.Client | undefined;
+      try {
+        client = await this.connect();
+        for (const done of await maintainRunHistory(client)) {
+          if (done.action === 'kept' || done.action === 'empty') this.logger.debug(done, 'run history partition');
+          else this.logger.info(done, 'run history partition');
+        }
+      } catch (error) {
+        this.logger.warn({ err: describe(error) }, 'run history upkeep failed; the next pass tries again');
+      } finally {
+        await client?.end().catch(() => {});
+      }
+      if (this.stopping) return;
+      await this.historyWaker.wait(this.options.historySeconds * 1000);
     }
   }
 

@@ -30,6 +30,12 @@ export interface ExecutorOptions {
   listen?: boolean;
   /** Runs of an executor silent this long are declared lost. Renewed every third of it. Default: 30 s. */
   leaseSeconds?: number;
+  /**
+   * How often the run history is maintained (partitions opened and created ahead, retention
+   * applied: code.maintain_run_history), on a connection opened for it. One executor at a time
+   * does the work. Default: 60 s.
+   */
+  historySeconds?: number;
   /** On stop, how long running runs may finish before they are cancelled. Default: 10,000 ms. */
   shutdownGraceMs?: number;
   /** Extra time over a run's timeout before the executor cancels it itself. Default: 5,000 ms. */
@@ -53,6 +59,7 @@ export const EXECUTOR_SETTINGS = {
   batchSize: { min: 1, max: 10_000, default: 100 },
   pollIntervalMs: { min: 10, max: 3_600_000, default: 1000 },
   leaseSeconds: { min: 1, max: 3600, default: 30 },
+  historySeconds: { min: 1, max: 86_400, default: 60 },
 } as const satisfies Record<string, WholeSettingWithDefault>;
 
 /** Defaults of the options without bounds. */
@@ -79,6 +86,7 @@ export function resolveExecutorOptions(options: ExecutorOptions): ResolvedExecut
     pollIntervalMs: whole('pollIntervalMs'),
     listen: options.listen ?? EXECUTOR_DEFAULTS.listen,
     leaseSeconds: whole('leaseSeconds'),
+    historySeconds: whole('historySeconds'),
     shutdownGraceMs: options.shutdownGraceMs ?? EXECUTOR_DEFAULTS.shutdownGraceMs,
     cancelMarginMs: options.cancelMarginMs ?? EXECUTOR_DEFAULTS.cancelMarginMs,
   };

@@ -53,10 +53,10 @@ describe('the installed schema', () => {
     }
     const { rows } = await db().admin.query<{ name: string }>(
       `select n.nspname || '.' || p.proname as name from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-        where n.nspname in ('mgr', 'code', 'executor', 'server', 'api')
+        where n.nspname in ('data', 'mgr', 'code', 'executor', 'server', 'api')
        union all
        select n.nspname || '.' || c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
-        where c.relkind = 'v' and n.nspname in ('mgr', 'code', 'executor', 'server', 'api')
+        where c.relkind = 'v' and n.nspname in ('data', 'mgr', 'code', 'executor', 'server', 'api')
        order by 1`,
     );
     expect(rows.length).toBeGreaterThan(80);

@@ -102,10 +102,8 @@ begin
     plan.occurrence := job.retry_scheduled_for;
     plan.attempt := job.retry_attempt;
     plan.retry_at := null; plan.retry_scheduled_for := null; plan.retry_attempt := null;
-    -- The attempt before (by the occurrence key's unique index): lost, or failed.
-    plan.trigger := case when (select r.status from data.job_runs r
-                                where r.job_id = job.id and r.scheduled_for = job.retry_scheduled_for
-                                  and r.attempt = job.retry_attempt - 1) = 'lost' then 'lost_retry' else 'retry' end;
+    -- The attempt before was lost (its executor lost it), or failed (code.queue_retry).
+    plan.trigger := case when job.retry_lost then 'lost_retry' else 'retry' end;
   elsif job.extra_run_at = due_at then
     plan.occurrence := job.extra_run_at;
     plan.extra_run_at := null;
@@ -158,6 +156,9 @@ create or replace function code.claim_runs(executor_id text, max_runs integer, o
 as $$
 declare
   full_owners text[] := array(select o.name from unnest(owners, room) o(name, left_over) where o.left_over < 1);
+  -- Runs may be running from here on only (code.running_floor): a constant of this plan, so
+  -- that the plan reads only the partitions not yet settled, whatever their number.
+  floor constant bigint := code.running_floor();
 begin
   if max_runs is null or max_runs < 1 or max_runs > 10000 then
     perform code.fail('HC301', 'max_runs must be from 1 to 10000');
@@ -179,7 +180,7 @@ begin
        -- and with overlap 'skip' when a retry is due, which waits for the running run rather
        -- than being skipped (a retry, of a lost run say, is never dropped for overlapping).
        and not ((j.options->>'overlap' = 'queue' or (j.options->>'overlap' = 'skip' and j.retry_at is not null and j.retry_at <= now()))
-                and exists (select from data.job_runs r where r.job_id = j.id and r.status = 'running'))
+                and exists (select from data.job_runs r where r.job_id = j.id and r.status = 'running' and r.id >= floor))
      order by least(j.next_run_at, j.extra_run_at, j.retry_at), j.id
      limit max_runs
      for update skip locked
@@ -194,7 +195,8 @@ begin
     select (d.j).id as job_id, (d.j).owner, (d.j).function_owner, p.*,
            row_number() over (order by least((d.j).next_run_at, (d.j).extra_run_at, (d.j).retry_at), (d.j).id) as position
       from within_room d,
-           code.plan_claim(d.j, exists (select from data.job_runs r where r.job_id = (d.j).id and r.status = 'running')) p
+           code.plan_claim(d.j, exists (select from data.job_runs r where r.job_id = (d.j).id and r.status = 'running'
+                                                                      and r.id >= floor)) p
   ), advanced as (
     update data.jobs j
        set next_run_at = p.next_run_at, extra_run_at = p.extra_run_at, retry_at = p.retry_at,
@@ -216,7 +218,9 @@ begin
            case when p.status = 'running' then gen_random_uuid() end,  -- names this claim (see code.start_run)
            p.trigger
       from planned p
-    on conflict on constraint job_runs_one_per_occurrence do nothing  -- this occurrence already has its run
+    -- This occurrence already has its run: the key (job_id, scheduled_for, attempt) is unique in
+    -- each partition, and a claim inserts into the newest (see DESIGN.md, "Exactly once").
+    on conflict do nothing
     returning r.id, r.job_id, r.status, r.claim_token
   ), announced as materialized (
     select i.*, code.log_run_event(i.id, i.job_id, i.status) from inserted i  -- announced by the executor

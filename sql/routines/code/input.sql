@@ -47,7 +47,8 @@ as $$
 declare
   defaults constant jsonb := '{"overlap": "skip", "missed": "latest", "max_missed": 100,
                                "timeout_seconds": 300, "retries": 0, "retry_delay_seconds": 10,
-                               "max_consecutive_failures": null}';
+                               "max_consecutive_failures": null,
+                               "keep_days": null, "keep_failed_days": null, "keep_last_runs": null}';
   result  jsonb;
   key     text;
 begin
@@ -74,6 +75,16 @@ begin
   -- null: never pause by itself.
   if jsonb_typeof(result->'max_consecutive_failures') <> 'null' then
     perform code.require_number(result, 'max_consecutive_failures', 1, 1000, true);
+  end if;
+  -- Retention of the job's runs (code/retention.sql); null: the installation's default.
+  if jsonb_typeof(result->'keep_days') <> 'null' then
+    perform code.require_number(result, 'keep_days', 1, 36500, true);
+  end if;
+  if jsonb_typeof(result->'keep_failed_days') <> 'null' then
+    perform code.require_number(result, 'keep_failed_days', 1, 36500, true);
+  end if;
+  if jsonb_typeof(result->'keep_last_runs') <> 'null' then
+    perform code.require_number(result, 'keep_last_runs', 0, 10000, true);
   end if;
   return result;
 end;

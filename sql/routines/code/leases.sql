@@ -38,10 +38,14 @@ create or replace function code.sweep_runs(grace interval, own text default null
   language plpgsql
   security definer
   set search_path = pg_catalog, pg_temp
+  -- The partitions from code.running_floor() on, whatever their number: settled ones hold no
+  -- running run, and retention may be truncating them.
+  set plan_cache_mode = force_custom_plan
 as $$
 declare
   run record;
   n integer := 0;
+  floor constant bigint := code.running_floor();
 begin
   if grace is null or grace < interval '0' or grace > interval '1 hour' then
     perform code.fail('HC301', 'the grace must be from 0 to 1 hour');
@@ -49,12 +53,13 @@ begin
   delete from data.executors e where e.lease_expires_at < now();
   -- Requests to cancel runs that have ended.
   delete from data.cancel_requests c
-   where not exists (select from data.job_runs r where r.id = c.run_id and r.status = 'running');
+   where c.run_id < floor
+      or not exists (select from data.job_runs r where r.id = c.run_id and r.status = 'running' and r.id >= floor);
   for run in
     select r.id, r.job_id, r.scheduled_for, r.attempt,
            exists (select from data.cancel_requests c where c.run_id = r.id) as cancelled
       from data.job_runs r
-     where r.status = 'running'
+     where r.status = 'running' and r.id >= floor
        and (only_run is null or (r.id = only_run and r.claim_token = only_token))
        and (r.claimed_at < now() - grace
             or r.executor_id = own
@@ -66,7 +71,7 @@ begin
     n := n + 1;
     perform code.notify_run(run.id, run.job_id, case when run.cancelled then 'cancelled' else 'lost' end);
     if not run.cancelled and run.attempt <= coalesce((select (j.options->>'retries')::integer from data.jobs j where j.id = run.job_id), 0) + 3 then
-      perform code.queue_retry(run.job_id, run.scheduled_for, run.attempt + 1);
+      perform code.queue_retry(run.job_id, run.scheduled_for, run.attempt + 1, lost => true);
     end if;
   end loop;
   return n;

@@ -9,6 +9,9 @@ create or replace function code.start_run(run_id bigint, executor_id text, claim
   language plpgsql
   security definer
   set search_path = pg_catalog, pg_temp
+  -- Planned with the run's id: its partition alone is read and locked (a generic plan would lock
+  -- every partition for the whole run, and retention would wait for it).
+  set plan_cache_mode = force_custom_plan
 as $$
 declare
   run     data.job_runs;
@@ -75,6 +78,7 @@ create or replace function code.finish_run(
   language plpgsql
   security definer
   set search_path = pg_catalog, pg_temp
+  set plan_cache_mode = force_custom_plan  -- the run's partition alone (code.start_run)
 as $$
 declare
   run            data.job_runs;
@@ -119,6 +123,7 @@ create or replace function code.finish_interrupted(run_id bigint, claim_token uu
   language plpgsql
   security definer
   set search_path = pg_catalog, pg_temp
+  set plan_cache_mode = force_custom_plan  -- the run's partition alone (code.start_run)
 as $$
 declare
   status text := case when code.cancel_requested(run_id) then 'cancelled' else 'failed' end;
@@ -159,7 +164,8 @@ $$;
 -- Queue the next attempt of an occurrence, after exponential backoff, if the job has none queued.
 -- The next attempt waits its delay from now, when the failure is recorded: not from the start of
 -- the transaction that ran the attempt, which would shorten the delay by the attempt's duration.
-create or replace function code.queue_retry(job_id bigint, scheduled_for timestamptz, next_attempt integer)
+create or replace function code.queue_retry(job_id bigint, scheduled_for timestamptz, next_attempt integer,
+                                            lost boolean default false)
   returns void
   language sql
   set search_path = pg_catalog, pg_temp
@@ -167,7 +173,8 @@ as $$
   update data.jobs j
      set retry_at = clock_timestamp() + make_interval(secs => (j.options->>'retry_delay_seconds')::numeric * 2 ^ (next_attempt - 2)),
          retry_scheduled_for = scheduled_for,
-         retry_attempt = next_attempt
+         retry_attempt = next_attempt,
+         retry_lost = lost
    where j.id = job_id and j.retry_at is null and (j.enabled or j.schedule is null);
   select code.notify_jobs_changed();
 $$;
@@ -176,12 +183,15 @@ $$;
 -- a concurrent expiry of the lease (which marks it lost) is seen.
 create or replace function code.run_is_running(run_id bigint)
   returns boolean
-  language sql
+  language plpgsql
   volatile
   security definer
   set search_path = pg_catalog, pg_temp
+  set plan_cache_mode = force_custom_plan  -- the run's partition alone (code.start_run)
 as $$
-  select coalesce((select r.status = 'running' from data.job_runs r where r.id = run_is_running.run_id for update), false)
+begin
+  return coalesce((select r.status = 'running' from data.job_runs r where r.id = run_is_running.run_id for update), false);
+end;
 $$;
 
 -- Pausing or unscheduling a job cancels its running runs: a request per run, which a run not
@@ -191,10 +201,13 @@ create or replace function code.request_cancel(job_id bigint)
   returns void
   language plpgsql
   set search_path = pg_catalog, pg_temp
+  set plan_cache_mode = force_custom_plan  -- the partitions from code.running_floor() on
 as $$
+declare
+  floor constant bigint := code.running_floor();
 begin
   insert into data.cancel_requests (run_id)
-  select r.id from data.job_runs r where r.job_id = request_cancel.job_id and r.status = 'running'
+  select r.id from data.job_runs r where r.job_id = request_cancel.job_id and r.status = 'running' and r.id >= floor
   on conflict do nothing;
   if found then
     perform pg_notify('hardcron_runs_cancelled', '');
@@ -217,14 +230,20 @@ as $$ select exists (select from data.cancel_requests c where c.run_id = cancel_
 -- may have moved on to another run.
 create or replace function code.cancel_targets(executor_id text)
   returns table (run_id bigint, locker xid)
-  language sql
+  language plpgsql
   stable
   security definer
   set search_path = pg_catalog, pg_temp
+  set plan_cache_mode = force_custom_plan  -- the partitions from code.running_floor() on
 as $$
+declare
+  floor constant bigint := code.running_floor();
+begin
+  return query
   select r.id, r.xmax
     from data.cancel_requests c join data.job_runs r on r.id = c.run_id
-   where r.executor_id = cancel_targets.executor_id and r.status = 'running' and c.signalled_at is null
+   where r.executor_id = cancel_targets.executor_id and r.status = 'running' and c.signalled_at is null and r.id >= floor;
+end;
 $$;
 
 -- Records that the backend running the run is being signalled (see data.cancel_requests).
@@ -251,6 +270,8 @@ declare
   run data.job_runs;
 begin
   -- Never locked: a running run's own transaction holds its row until the run ends.
+  -- (Security definer and planned once: the lookup by id reads one partition's index per
+  -- partition; a user's cancel is rare, and its cost does not depend on what the caller sees.)
   select * into run from data.job_runs r
    where r.id = request_cancel_run.run_id and array[r.owner, r.function_owner] && roles;
   if run.id is null then
