@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_MAX_TTL_SECONDS, formatDuration, MIN_SECRET_BYTES, type AuthOptions } from './api/auth.ts';
+import { corsOriginsProblem } from './api/cors.ts';
 import { POOL_SIZE, REQUEST_LIMITS, type RequestLimits } from './api/limits.ts';
 import type { GraphQLServerOptions } from './api/server.ts';
 import { durationSeconds } from './api/tokens.ts';
@@ -39,6 +40,12 @@ const whole = (setting: WholeSetting) =>
 const port = whole(PORT);
 const boolean = z.enum(['true', 'false', '1', '0']).transform((value) => value === 'true' || value === '1');
 const duration = z.string().transform((value, ctx) => durationSeconds(value) ?? fail(ctx, DURATION_RULE));
+/** Exact origins, comma-separated (spaces around the commas allowed): the server's CORS allow-list. */
+const origins = z.string().transform((value, ctx) => {
+  const list = value.split(',').map((entry) => entry.trim());
+  const problem = corsOriginsProblem(list);
+  return problem === undefined ? list : fail(ctx, problem);
+});
 /** A PostgreSQL URL; parseDatabaseUrl says precisely what is wrong, naming the variable itself. */
 const postgresUrl = (variable: string) =>
   z.string().transform((value, ctx) => {
@@ -83,6 +90,7 @@ export const ENV_SCHEMA = z
     JWT_MAX_TTL: duration,
     PORT: port,
     HOST: text,
+    CORS_ORIGINS: origins,
     HARDCRON_SERVER_POOL_SIZE: whole(POOL_SIZE),
     HARDCRON_SERVER_STATEMENT_TIMEOUT_MS: whole(REQUEST_LIMITS.statementTimeoutMs),
     HARDCRON_SERVER_LOCK_TIMEOUT_MS: whole(REQUEST_LIMITS.lockTimeoutMs),
@@ -172,6 +180,7 @@ export function serverConfig(env: Env, flags: { port?: string | undefined; host?
       port: flag('--port', 'PORT', flags.port) ?? environment.PORT,
       host: flag('--host', 'HOST', flags.host) ?? environment.HOST,
       poolSize: environment.HARDCRON_SERVER_POOL_SIZE,
+      corsOrigins: environment.CORS_ORIGINS,
       ...requestLimits(environment),
     },
     logLevel: environment.LOG_LEVEL ?? DEFAULT_LOG_LEVEL,
@@ -244,7 +253,7 @@ export interface StartConfig {
   readonly dataDir: string;
   /** Wins over the generated secret. */
   readonly jwtSecret: string | undefined;
-  readonly server: Pick<GraphQLServerOptions, 'port' | 'host' | keyof RequestLimits>;
+  readonly server: Pick<GraphQLServerOptions, 'port' | 'host' | 'corsOrigins' | keyof RequestLimits>;
   readonly maxTtlSeconds: number;
   /** Of the JSON logs on stderr, ours and the executor's. */
   readonly logLevel: string;
@@ -258,7 +267,7 @@ export function startConfig(env: Env): StartConfig {
     target: adminTarget(environment),
     dataDir: dataDir(environment),
     jwtSecret: environment.JWT_SECRET,
-    server: { port: environment.PORT, host: environment.HOST, ...requestLimits(environment) },
+    server: { port: environment.PORT, host: environment.HOST, corsOrigins: environment.CORS_ORIGINS, ...requestLimits(environment) },
     maxTtlSeconds: environment.JWT_MAX_TTL ?? DEFAULT_MAX_TTL_SECONDS,
     logLevel: environment.LOG_LEVEL ?? START_LOG_LEVEL,
     inherited: { PATH: env.PATH, HOME: env.HOME },

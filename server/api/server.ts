@@ -11,6 +11,7 @@ import { checkRuntimeLogin } from '../db/login.ts';
 import type { Logger } from '../logger.ts';
 import { checkWholeNumber, LOOPBACK } from '../settings.ts';
 import { AuthError, createTokenVerifier, type AuthOptions } from './auth.ts';
+import { checkCorsOrigins, corsPolicy } from './cors.ts';
 import { anonymousRequests, DATABASE_TROUBLE, DatabaseHealth, requestIds } from './errors.ts';
 import { makePreset } from './graphile.config.ts';
 import { RunEventPump } from './run-events.ts';
@@ -39,6 +40,11 @@ export interface GraphQLServerOptions extends Partial<RequestLimits> {
   /** Largest request body in bytes (default 100,000). */
   readonly maxRequestBytes?: number;
   readonly limits?: Partial<QueryLimits>;
+  /**
+   * Origins whose pages may call /graphql from a browser (CORS), each exact, such as
+   * https://app.example.com. None (the default): no CORS headers, same-origin pages only.
+   */
+  readonly corsOrigins?: readonly string[];
 }
 
 export interface RunningGraphQLServer {
@@ -55,6 +61,7 @@ export async function startGraphQLServer(options: GraphQLServerOptions): Promise
   // Checked before anything connects: a bad limit is a ConfigError naming it.
   const poolSize = checkWholeNumber('poolSize', options.poolSize ?? POOL_SIZE.default, POOL_SIZE);
   const requestLimits = resolveRequestLimits(poolSize, options);
+  const corsOrigins = options.corsOrigins?.length ? checkCorsOrigins('corsOrigins', options.corsOrigins) : null;
   const pool = new pg.Pool({
     ...sessionConfig(options.connectionString, 'hardcron server'),
     max: poolSize,
@@ -131,6 +138,9 @@ export async function startGraphQLServer(options: GraphQLServerOptions): Promise
           },
         );
     });
+    // Before the token check: a preflight carries no token, and a 401 must carry the CORS headers
+    // for the page to read its code.
+    if (corsOrigins) app.use('/graphql', corsPolicy(corsOrigins));
     app.use('/graphql', authenticate(identities, logger, health));
     const server = createServer(app);
     // Upgraded (websocket) connections are not closed by server.close(): track every socket.

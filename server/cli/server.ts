@@ -23,6 +23,8 @@ Environment (flags win):
   JWT_MAX_TTL          longest token lifetime accepted, e.g. 90m, 24h, 7d (default 24h)
   PORT                 port to listen on (default 5678)
   HOST                 address to listen on (default ${LOOPBACK})
+  CORS_ORIGINS         origins whose pages may call /graphql from a browser, exact and comma-separated,
+                       e.g. https://app.example.com (default: none, no CORS headers)
   HARDCRON_SERVER_POOL_SIZE  database connections (default ${POOL_SIZE.default})
   HARDCRON_SERVER_STATEMENT_TIMEOUT_MS  longest statement of a request (default ${REQUEST_LIMITS.statementTimeoutMs.default}): HC_TIMEOUT
   HARDCRON_SERVER_LOCK_TIMEOUT_MS       longest lock wait of a request (default ${REQUEST_LIMITS.lockTimeoutMs.default}): HC_LOCK_TIMEOUT
