@@ -25,8 +25,8 @@ Starts embedded PostgreSQL (kept under HARDCRON_DATA_DIR), or uses DATABASE_URL;
 migrations; gives $authenticator and $executor generated passwords (kept with mode 0600 in
 HARDCRON_DATA_DIR/secrets.json, never printed); provisions the user "demo" with the job
 function demo.heartbeat(); starts the GraphQL server and one executor (a child process); and
-prints the GraphiQL URL, a token for "demo" valid for ${DEMO_TOKEN_HOURS} hours (or JWT_MAX_TTL if
-shorter) and a mutation to try.
+prints the GraphiQL URL, a dashboard link that signs "demo" in, a token for "demo" valid for
+${DEMO_TOKEN_HOURS} hours (or JWT_MAX_TTL if shorter) and a mutation to try.
 While it runs, hardcron user, token, jobs and migrate use its cluster and its secret (it records
 where the cluster listens in HARDCRON_DATA_DIR/postgres/running.json, mode 0600).
 Ctrl-C stops all of it: the executor (its runs finish, its lease is released), the server, and
@@ -183,6 +183,9 @@ async function waitForServer(server: RunningGraphQLServer): Promise<void> {
 function printWelcome(say: (line?: string) => boolean, server: RunningGraphQLServer, token: string, validFor: string): void {
   say();
   say(`GraphiQL:  ${server.url}/`);
+  // The token travels in the fragment, which browsers never send to a server (so no access log
+  // or proxy sees it); the page moves it to sessionStorage and clears the address bar.
+  say(`Dashboard: ${server.url}/dashboard/#token=${token}`);
   say(`GraphQL:   ${server.url}/graphql (websockets on the same path)`);
   say();
   say(`Token for the user "${DEMO.user}", valid ${validFor}. In GraphiQL, open the Headers tab and paste:`);

@@ -1,5 +1,6 @@
-import { existsSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
+import { existsSync, mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type BrowserContext } from 'playwright-core';
 
 /** Where Debian and Ubuntu put Chromium. */
 const SYSTEM_CHROMIUMS = ['/usr/bin/chromium', '/usr/bin/chromium-browser'];
@@ -26,5 +27,36 @@ export function launchChromium(executablePath: string): Promise<Browser> {
   return chromium.launch({
     executablePath,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+}
+
+/**
+ * Where browser tests save screenshots: test-output/screenshots/ in the project directory
+ * (git-ignored; CI keeps it, see README "Development"), or $TEST_SCREENSHOT_DIR.
+ */
+export function screenshotDir(): string {
+  const dir = process.env.TEST_SCREENSHOT_DIR ?? fileURLToPath(new URL('../../test-output/screenshots/', import.meta.url));
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+/**
+ * Every URL a browser context asks for (documents, scripts, fetches, websockets, from every
+ * page and worker in it), for asserting that nothing leaves the server's origin.
+ */
+export function recordRequests(context: BrowserContext): string[] {
+  const urls: string[] = [];
+  context.on('request', (request) => urls.push(request.url()));
+  context.on('page', (page) => page.on('websocket', (socket) => urls.push(socket.url())));
+  return urls;
+}
+
+/** The URLs among `urls` that are not the server's own (http and ws on its origin). */
+export function foreignUrls(urls: readonly string[], serverUrl: string): string[] {
+  const origin = new URL(serverUrl);
+  return urls.filter((url) => {
+    const parsed = new URL(url);
+    const scheme = parsed.protocol === 'ws:' ? 'http:' : parsed.protocol === 'wss:' ? 'https:' : parsed.protocol;
+    return !(scheme === origin.protocol && parsed.host === origin.host);
   });
 }
