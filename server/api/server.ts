@@ -12,6 +12,7 @@ import type { Logger } from '../logger.ts';
 import { checkWholeNumber, LOOPBACK } from '../settings.ts';
 import { AuthError, createTokenVerifier, type AuthOptions } from './auth.ts';
 import { checkCorsOrigins, corsPolicy } from './cors.ts';
+import { DASHBOARD_PATH, dashboardRouter } from './dashboard.ts';
 import { anonymousRequests, DATABASE_TROUBLE, DatabaseHealth, requestIds } from './errors.ts';
 import { makePreset } from './graphile.config.ts';
 import { RunEventPump } from './run-events.ts';
@@ -138,6 +139,8 @@ export async function startGraphQLServer(options: GraphQLServerOptions): Promise
           },
         );
     });
+    // The web dashboard (web/, built by npm install): a static page that talks to /graphql.
+    app.use(DASHBOARD_PATH, dashboardRouter());
     // Before the token check: a preflight carries no token, and a 401 must carry the CORS headers
     // for the page to read its code.
     if (corsOrigins) app.use('/graphql', corsPolicy(corsOrigins));
