@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { DASHBOARD_DIST } from '../../server/api/dashboard.ts';
 import type { RunningGraphQLServer } from '../../server/api/server.ts';
@@ -68,6 +68,14 @@ describe.skipIf(!executablePath)(`dashboard in Chromium${executablePath ? '' : `
     demoContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     urlLists.push(recordRequests(demoContext));
     page = await demoContext.newPage();
+  });
+
+  // A failing step leaves a picture of what the page showed (failed-<test>.png).
+  beforeEach((context) => {
+    context.onTestFailed(async () => {
+      const slug = context.task.name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60);
+      await page?.screenshot({ path: join(shots, `failed-${slug}.png`), fullPage: true }).catch(() => {});
+    });
   });
 
   afterAll(async () => {
@@ -169,7 +177,9 @@ describe.skipIf(!executablePath)(`dashboard in Chromium${executablePath ? '' : `
   });
 
   test('pause: the job stops; run now on a paused job is refused politely', async () => {
-    await page.getByRole('button', { name: 'Pause' }).click();
+    // By keyboard: the actions are buttons, reached and pressed without a mouse.
+    await page.getByRole('button', { name: 'Pause' }).focus();
+    await page.keyboard.press('Enter');
     await expect.poll(() => page.getByTestId('enabled').textContent(), { timeout: 20_000 }).toMatch(/^Paused/);
     const { job } = await data<{ job: { enabled: boolean } }>(server, JOB, { id: heartbeatId }, demo);
     expect(job.enabled).toBe(false);
@@ -207,6 +217,14 @@ describe.skipIf(!executablePath)(`dashboard in Chromium${executablePath ? '' : `
     // Yearly, so that only "Run now" makes it run during the test.
     await page.getByLabel('Schedule', { exact: true }).fill('@yearly');
     await page.getByLabel('Time zone').fill('UTC');
+    // An option out of range: the database's HC210, shown at that option.
+    await page.getByText('Policy options').click();
+    const timeout = page.getByLabel('Timeout (seconds)');
+    await timeout.fill('0');
+    await page.getByRole('button', { name: 'Schedule', exact: true }).click();
+    await expect.poll(() => page.locator('#option-timeout_seconds-error').textContent(), { timeout: 20_000 }).toMatch(/timeout_seconds.*HC210/);
+    expect(await timeout.getAttribute('aria-invalid')).toBe('true');
+    await timeout.fill('');
     await page.getByRole('button', { name: 'Schedule', exact: true }).click();
     await page.waitForURL(/\/dashboard\/jobs\/\d+$/, { timeout: 20_000 });
     await page.getByRole('heading', { name: DIVIDE }).waitFor();
@@ -218,6 +236,9 @@ describe.skipIf(!executablePath)(`dashboard in Chromium${executablePath ? '' : `
     expect(await failed.locator('[data-field="message"]').textContent()).toBe('division by zero');
     expect(await failed.locator('td[data-label="Trigger"]').textContent()).toBe('run now');
     await shoot(page, 'failed-run');
+    await page.setViewportSize({ width: 390, height: 844 }); // a phone
+    await shoot(page, 'failed-run-phone');
+    await page.setViewportSize({ width: 1280, height: 900 });
   });
 
   test('another user, signed in by pasting a token in a second browser context, sees none of it', async () => {

@@ -21,12 +21,6 @@ export function formatMs(ms: number | null | undefined): string {
   return `${minutes} min ${Math.round((ms % 60_000) / 1000)} s`;
 }
 
-/** A run's duration from its start and end (null while it runs, or for a missed row). */
-export function durationMs(run: { startedAt?: string | null; finishedAt?: string | null }): number | null {
-  if (!run.startedAt || !run.finishedAt) return null;
-  return new Date(run.finishedAt).getTime() - new Date(run.startedAt).getTime();
-}
-
 /** The browser's own IANA time zone, the form's default. */
 export function browserTimeZone(): string {
   return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';

@@ -53,6 +53,7 @@ export const JobQuery = graphql(`
           missedBefore
           startedAt
           finishedAt
+          durationMs
           latenessMs
           rowsAffected
           rowsReturned
@@ -68,8 +69,7 @@ export const JobQuery = graphql(`
         nodes {
           id
           status
-          startedAt
-          finishedAt
+          durationMs
           latenessMs
         }
       }

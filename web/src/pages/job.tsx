@@ -3,7 +3,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { RunChart } from '../chart.tsx';
 import { Alerts, Link, StatusBadge } from '../components.tsx';
 import { apiErrors, type ApiError } from '../errors.ts';
-import { durationMs, formatMs, formatTime } from '../format.ts';
+import { formatMs, formatTime } from '../format.ts';
 import type { DashboardJobQuery } from '../gql/graphql.ts';
 import { useRunEvents } from '../live.ts';
 import {
@@ -49,7 +49,7 @@ export function JobPage(props: { id: string }) {
   const pages = Math.max(1, Math.ceil(job.runs.totalCount / RUNS_PER_PAGE));
   const recent = (job.recent.nodes ?? [])
     .filter((run) => run !== null)
-    .map((run) => ({ id: run.id, status: run.status ?? null, durationMs: durationMs(run), latenessMs: run.latenessMs ?? null }))
+    .map((run) => ({ id: run.id, status: run.status, durationMs: run.durationMs ?? null, latenessMs: run.latenessMs ?? null }))
     .reverse();
 
   return (
@@ -246,7 +246,7 @@ function RunRows(props: { run: Run; timeZone: string | null }) {
           {run.missedBefore ? ` up to ${formatTime(run.missedBefore, props.timeZone)}` : ''}
         </td>
         <td data-label="Started">{formatTime(run.startedAt, props.timeZone)}</td>
-        <td data-label="Duration">{formatMs(durationMs(run))}</td>
+        <td data-label="Duration">{formatMs(run.durationMs)}</td>
         <td data-label="Lateness">{formatMs(run.latenessMs)}</td>
         <td data-label="Rows">{run.rowsAffected ?? '—'}</td>
         <td data-label="Actions">

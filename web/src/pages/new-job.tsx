@@ -22,6 +22,9 @@ const NUMBERS = {
   retry_delay_seconds: { label: 'First retry after (seconds, doubled each time)', min: 0.001, max: 86400, whole: false, standard: '10' },
   max_missed: { label: 'Most missed occurrences made up (with “all”)', min: 1, max: 1000, whole: true, standard: '100' },
   max_consecutive_failures: { label: 'Pause after this many failures in a row', min: 1, max: 1000, whole: true, standard: 'never' },
+  keep_days: { label: 'Keep run history for (days)', min: 1, max: 36500, whole: true, standard: 'the server’s' },
+  keep_failed_days: { label: 'Keep failed runs for (days)', min: 1, max: 36500, whole: true, standard: 'as other runs' },
+  keep_last_runs: { label: 'Always keep the last runs', min: 0, max: 10000, whole: true, standard: 'none' },
 } as const;
 type OptionKey = keyof typeof CHOICES | keyof typeof NUMBERS;
 
