@@ -241,6 +241,19 @@ describe.skipIf(!executablePath)(`dashboard in Chromium${executablePath ? '' : `
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 
+  test('unschedule asks first, then the job is gone from the table', async () => {
+    await page.getByRole('button', { name: 'Unschedule…' }).click();
+    const confirm = page.getByRole('alertdialog');
+    expect(await confirm.textContent()).toContain(DIVIDE);
+    await confirm.getByRole('button', { name: 'Keep it' }).click();
+    await confirm.waitFor({ state: 'detached' });
+    await page.getByRole('button', { name: 'Unschedule…' }).click();
+    await page.getByRole('alertdialog').getByRole('button', { name: 'Yes, unschedule' }).click();
+    await page.waitForURL(`${server.url}/dashboard/`, { timeout: 20_000 });
+    await page.locator('table.jobs tbody tr', { hasText: HEARTBEAT }).waitFor({ timeout: 20_000 });
+    expect(await page.locator('table.jobs tbody tr', { hasText: DIVIDE }).count()).toBe(0);
+  });
+
   test('another user, signed in by pasting a token in a second browser context, sees none of it', async () => {
     const context = await browser.newContext({ viewport: { width: 390, height: 844 } }); // a phone
     urlLists.push(recordRequests(context));

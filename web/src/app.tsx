@@ -18,6 +18,14 @@ export function App() {
   };
   const connection = useMemo(() => (token ? connect(token, (message) => signOut(`You were signed out: ${message}`)) : null), [token]);
   useEffect(() => () => connection?.dispose(), [connection]);
+  // A token that expires while the page is open: signed out then, saying why (the server would
+  // refuse the next request, and ends subscriptions at expiry anyway).
+  useEffect(() => {
+    const exp = token ? tokenClaims(token)?.exp : null;
+    if (!exp) return;
+    const timer = window.setTimeout(() => signOut('Your token has expired: paste a new one.'), Math.min(2 ** 31 - 1, Math.max(0, exp * 1000 - Date.now())));
+    return () => window.clearTimeout(timer);
+  }, [token]);
 
   if (!token || !connection) {
     return (
