@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -61,4 +62,26 @@ export async function withBenchDatabase(work: (database: BenchDatabase) => Promi
     }).catch((error: unknown) => process.stderr.write(`clean-up failed: ${String(error)}\n`));
     await stopCluster();
   }
+}
+
+/**
+ * The CPU time so far (utime + stime from /proc, in ms) of the PostgreSQL processes of this
+ * database's $executor sessions, and how many there are: null when PostgreSQL is not on this
+ * machine (or a process ended meanwhile).
+ */
+export async function executorServerCpu(adminUrl: string): Promise<{ cpuMs: number | null; connections: number }> {
+  const pids = await withClient(adminUrl, async (c) =>
+    (await c.query<{ pid: number }>(`select pid from pg_stat_activity where datname = current_database() and usename = current_database() || '$executor'`)).rows.map((row) => row.pid),
+  );
+  const msPerTick = 1000 / 100; // USER_HZ is 100 on Linux
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      return { cpuMs: null, connections: pids.length };
+    }
+  }
+  return { cpuMs: ticks * msPerTick, connections: pids.length };
 }
