@@ -67,6 +67,8 @@ describe('hardcron start with DATABASE_URL', () => {
     first = await start();
     expect(first.url).toBe(`http://127.0.0.1:${port}`);
     expect(first.process.stdout).toContain(`GraphiQL:  http://127.0.0.1:${port}/`);
+    // The dashboard link signs demo in with the same token, in the fragment (never sent).
+    expect(first.process.stdout).toContain(`Dashboard: http://127.0.0.1:${port}/dashboard/#token=${first.token}\n`);
     expect(first.process.stdout).toContain(`PostgreSQL: postgres://`);
     expect(first.mutation).toContain('functionSignature: "demo.heartbeat()"');
     expect(first.process.stdout).toContain('Token for the user "demo", valid 12 hours.');

@@ -146,7 +146,10 @@ function JobDetails(props: { job: Job }) {
       <dd>{job.owner}</dd>
       <dt>Options</dt>
       <dd>
-        <code>{JSON.stringify(job.options ?? {})}</code>
+        {Object.entries((job.options ?? {}) as Record<string, unknown>)
+          .filter(([, value]) => value !== null)
+          .map(([key, value]) => `${key.replaceAll('_', ' ')}: ${String(value)}`)
+          .join(', ')}
       </dd>
     </dl>
   );
