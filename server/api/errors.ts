@@ -1,6 +1,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
+import { isSafeError } from 'postgraphile/grafast';
 import { GraphQLError } from 'postgraphile/graphql';
+import type { Result } from 'postgraphile/grafserv';
 import { HardcronError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 
@@ -195,7 +197,29 @@ function timeoutError(code: unknown, timeouts: RequestTimeouts): { code: string;
 }
 
 /**
- * grafserv's maskError: GraphQL's own errors (validation, coercion) and hardcron's database
+ * A value of the request that PostgreSQL refused as it stood (SQLSTATE class 22): an id that is
+ * not a bigint or out of its range, a date that does not parse, in the query PostGraphile built
+ * from the arguments (PostgreSQL names the parameter in `where`), or a negative `first`, `last`
+ * or `offset` (2201W, 2201X: only those build a LIMIT or OFFSET from a request). What the client
+ * is told (its own value at most), or null for anything else: class-22 errors inside hardcron's
+ * functions are refused there with HC codes, so one reaching here from elsewhere is a bug.
+ */
+function argumentError(original: PgErrorLike & { message: string; where?: unknown }): string | null {
+  const { code, where, message } = original;
+  if (code === '2201W' || code === '2201X') return 'first, last and offset must not be negative';
+  if (typeof code === 'string' && code.startsWith('22') && typeof where === 'string' && /^(unnamed )?portal parameter \$\d+/.test(where)) {
+    return `an argument is not a valid value of its type: ${message}`;
+  }
+  return null;
+}
+
+/**
+ * grafserv's maskError: every error leaves with an `extensions.code` (docs/errors.md). GraphQL's
+ * own errors about the request (a variable missing or of the wrong type) get HC_GRAPHQL_INVALID;
+ * a field error GraphQL raised itself (a null where the schema promises none) is a bug, logged
+ * and answered HC_INTERNAL with a request id, its message kept; a value PostgreSQL refused as
+ * malformed (argumentError) and grafast's errors meant for the client (an invalid cursor,
+ * `offset` with `last`) get HC_BAD_ARGUMENT; hardcron's database
  * errors pass with their message and `extensions.code`; a request that found the database gone
  * or read-only gets HC_DATABASE_UNAVAILABLE or HC_DATABASE_READ_ONLY (noted in `health`, which
  * logs once per outage, not once per request); a request stopped by a timeout gets
@@ -207,7 +231,13 @@ function timeoutError(code: unknown, timeouts: RequestTimeouts): { code: string;
 export function makeMaskError(logger: Logger, timeouts: RequestTimeouts, health: DatabaseHealth): (error: GraphQLError) => GraphQLError {
   return (error) => {
     const original = error.originalError;
-    if (!original || original instanceof GraphQLError) return error;
+    if (!original || original instanceof GraphQLError) {
+      if (typeof error.extensions.code === 'string') return error;
+      if (error.path === undefined) return answer(error, error.message, { ...error.extensions, code: 'HC_GRAPHQL_INVALID' }, original);
+      const requestId = requestIds.getStore() ?? randomUUID();
+      logger.error({ requestId, err: error, path: error.path }, 'a GraphQL field error of the server (the schema promised otherwise)');
+      return answer(error, error.message, { code: 'HC_INTERNAL', requestId }, original);
+    }
     const { code, hint } = original as PgErrorLike;
     const trouble = original instanceof HardcronError ? null : health.note(original, 'a GraphQL request');
     if (trouble) {
@@ -219,6 +249,8 @@ export function makeMaskError(logger: Logger, timeouts: RequestTimeouts, health:
       logger.warn({ requestId: requestIds.getStore(), code: timedOut.code, path: error.path }, 'a GraphQL request was stopped by a timeout');
       return answer(error, timedOut.message, { code: timedOut.code }, original);
     }
+    const badArgument = original instanceof HardcronError ? null : isSafeError(original) ? original.message : argumentError(original);
+    if (badArgument !== null) return answer(error, badArgument, { code: 'HC_BAD_ARGUMENT' }, original);
     if (code === '42501' && anonymousRequests.getStore() === true) {
       return answer(error, AUTH_REQUIRED_MESSAGE, { code: 'HC_AUTH_REQUIRED' }, original);
     }
@@ -241,4 +273,79 @@ function answer(error: GraphQLError, message: string, extensions: Record<string,
     ...(originalError && { originalError }),
     extensions,
   });
+}
+
+/**
+ * The codes of the errors GraphQL and grafserv make themselves, so that every error a client
+ * receives has an `extensions.code`: a document that does not parse or validate (an unknown
+ * field, a wrong argument type, an enum value that does not exist, a query limit of guards.ts)
+ * gets HC_GRAPHQL_INVALID, over HTTP and websockets alike; grafserv's refusals of the HTTP request
+ * itself (a body that is not JSON, a batch, more than the size limit, another media type or
+ * method) get HC_BAD_REQUEST. Errors that already carry a code keep it.
+ */
+export const ErrorCodesPlugin: GraphileConfig.Plugin = {
+  name: 'HardcronErrorCodesPlugin',
+  version: '1.0.0',
+  grafserv: {
+    middleware: {
+      setPreset(next, event) {
+        const getExecutionConfig = event.getExecutionConfig;
+        event.getExecutionConfig = async function (ctx) {
+          const config = await getExecutionConfig.call(this, ctx);
+          return {
+            ...config,
+            parseAndValidate(query: string) {
+              const result = config.parseAndValidate(query);
+              return result.errors ? { errors: result.errors.map((e) => withCode(e, 'HC_GRAPHQL_INVALID')) } : result;
+            },
+          };
+        };
+        return next();
+      },
+      async processRequest(next) {
+        const result = await next();
+        return result && withRequestCodes(result);
+      },
+    },
+  },
+};
+
+/** `error` with `code` unless it has one: a copy (validation results are cached and shared). */
+function withCode(error: GraphQLError, code: string): GraphQLError {
+  if (typeof error.extensions.code === 'string') return error;
+  return new GraphQLError(error.message, {
+    nodes: error.nodes,
+    source: error.source,
+    positions: error.positions,
+    path: error.path,
+    ...(error.originalError && { originalError: error.originalError }),
+    extensions: { ...error.extensions, code },
+  });
+}
+
+interface ErrorsBody {
+  errors: Array<{ extensions?: Record<string, unknown> }>;
+}
+
+function isErrorsBody(body: unknown): body is ErrorsBody {
+  return typeof body === 'object' && body !== null && Array.isArray((body as { errors?: unknown }).errors) &&
+    (body as { errors: unknown[] }).errors.every((e) => typeof e === 'object' && e !== null);
+}
+
+/**
+ * A JSON answer of grafserv with status 400 or more whose errors lack a code: they get
+ * HC_BAD_REQUEST. (Under express, grafserv answers with buffers.)
+ */
+function withRequestCodes(result: Result): Result {
+  if (result.type !== 'buffer' || result.statusCode < 400 || !/json/.test(result.headers['content-type'] ?? '')) return result;
+  let body: unknown;
+  try {
+    body = JSON.parse(result.buffer.toString('utf8'));
+  } catch {
+    return result;
+  }
+  if (!isErrorsBody(body) || body.errors.every((e) => typeof e.extensions?.code === 'string')) return result;
+  const coded = { ...body, errors: body.errors.map((e) => ({ ...e, extensions: { ...e.extensions, code: e.extensions?.code ?? 'HC_BAD_REQUEST' } })) };
+  const buffer = Buffer.from(JSON.stringify(coded), 'utf8');
+  return { ...result, headers: { ...result.headers, 'content-length': String(buffer.length) }, buffer };
 }

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { makePgService } from 'postgraphile/adaptors/pg';
 import { PostGraphileAmberPreset } from 'postgraphile/presets/amber';
 import type { Logger } from '../logger.ts';
-import { makeMaskError, type DatabaseHealth } from './errors.ts';
+import { ErrorCodesPlugin, makeMaskError, type DatabaseHealth } from './errors.ts';
 import { makeGuardsPlugin, type QueryLimits } from './guards.ts';
 import type { RequestIdentities } from './identity.ts';
 import { ConnectionShares, timeoutSettings, type RequestLimits } from './limits.ts';
@@ -42,7 +42,7 @@ export function makePreset(options: PresetOptions): GraphileConfig.Preset {
   const timeouts = timeoutSettings(requestLimits);
   return {
     extends: [PostGraphileAmberPreset, PgSimplifyInflectionPreset],
-    plugins: [PlainIdsPlugin, makeRunEventsPlugin(options.runEvents), makeGuardsPlugin(options.limits, identities)],
+    plugins: [PlainIdsPlugin, makeRunEventsPlugin(options.runEvents), makeGuardsPlugin(options.limits, identities), ErrorCodesPlugin],
     // Global object ids would add a second way to name every row; ids are plain bigints here
     // (and Query.query, a Relay convenience, has nothing to offer without them).
     disablePlugins: ['NodePlugin', 'QueryQueryPlugin'],

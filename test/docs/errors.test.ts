@@ -42,6 +42,36 @@ function documentedCodes(): Set<string> {
   return new Set([...page.matchAll(/^\| `(HC[0-9]{3}|HC_[A-Z][A-Z0-9_]*)` \|/gm)].map((match) => match[1]!));
 }
 
+/** The rows of the section of docs/errors.md that starts with `heading`: first cell, and the row. */
+function sectionRows(heading: string): Map<string, string> {
+  const page = readFileSync(join(root, 'docs/errors.md'), 'utf8');
+  const start = page.indexOf(`\n${heading}`);
+  if (start < 0) throw new Error(`docs/errors.md has no section "${heading}"`);
+  const end = page.indexOf('\n## ', start + 1);
+  const section = page.slice(start, end < 0 ? undefined : end);
+  return new Map([...section.matchAll(/^\| `([0-9A-Z_]+)` \|(.*)$/gm)].map((match) => [match[1]!, match[2]!]));
+}
+
+/**
+ * The codes a GraphQL client can receive, found mechanically: the GraphQL server's own (every
+ * `HC_…` literal in server/api/ but those only thrown as `new ConfigError(…)`, which stop the
+ * server at start), the scheduling functions' SQLSTATEs (the table "Scheduling (`api`
+ * functions)", whose codes the test above ties to the SQL that raises them), and the SQLSTATEs
+ * the server's error mapping passes on as they are (isPublicSqlState in server/api/errors.ts).
+ */
+function clientCodes(): Set<string> {
+  const codes = new Set<string>();
+  for (const file of filesUnder('server/api', '.ts')) {
+    const source = readFileSync(file, 'utf8');
+    for (const match of source.matchAll(/(ConfigError\(\s*)?['"](HC_[A-Z][A-Z0-9_]*)['"]/g)) if (!match[1]) codes.add(match[2]!);
+  }
+  for (const code of sectionRows('## Scheduling (`api` functions)').keys()) codes.add(code);
+  const errors = readFileSync(join(root, 'server/api/errors.ts'), 'utf8');
+  const passed = /function isPublicSqlState[^]*?\n}/.exec(errors)?.[0] ?? '';
+  for (const match of passed.matchAll(/'([0-9A-Z]{5})'/g)) codes.add(match[1]!);
+  return codes;
+}
+
 describe('docs/errors.md', () => {
   const raised = raisedCodes();
   const documented = documentedCodes();
@@ -59,6 +89,19 @@ describe('docs/errors.md', () => {
       .filter(([code]) => !documented.has(code))
       .map(([code, files]) => `${code} (raised in ${files.join(', ')})`);
     expect(missing, 'codes raised but not documented in docs/errors.md').toEqual([]);
+  });
+
+  test('says what a frontend should do with exactly the codes a GraphQL client can receive', () => {
+    const expected = clientCodes();
+    const listed = sectionRows('## In a GraphQL client');
+    // The scan works: the server's, the scheduling functions' and PostgreSQL's own are all found.
+    expect([...expected].filter((code) => code.startsWith('HC_')).length).toBeGreaterThan(10);
+    expect([...expected].filter((code) => /^HC2/.test(code)).length).toBeGreaterThan(10);
+    expect(expected.has('42501')).toBe(true);
+    expect(expected.has('HC_CONFIG_INVALID'), 'a configuration error never reaches a client').toBe(false);
+    expect([...expected].filter((code) => !listed.has(code)), 'codes a client can receive, missing from "In a GraphQL client"').toEqual([]);
+    expect([...listed.keys()].filter((code) => !expected.has(code)), 'codes in "In a GraphQL client" that no client can receive').toEqual([]);
+    expect([...listed].filter(([, row]) => !/[a-z]{3}/.test(row)).map(([code]) => code), 'lines without advice').toEqual([]);
   });
 
   test('documents no code that nothing raises', () => {
