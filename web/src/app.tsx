@@ -74,7 +74,7 @@ function Shell(props: { who: string; onSignOut: () => void }) {
       </header>
       <main id="main" ref={main} tabIndex={-1}>
         {route.page === 'jobs' ? <JobsPage /> : null}
-        {route.page === 'job' ? <JobPage id={route.id} /> : null}
+        {route.page === 'job' ? <JobPage key={route.id} id={route.id} /> : null}
         {route.page === 'new' ? <NewJobPage /> : null}
         {route.page === 'missing' ? (
           <section>
