@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Browser, Locator, Page } from 'playwright-core';
 import type { Executor } from '../../server/executor/executor.ts';
@@ -14,6 +15,14 @@ if (!executablePath) console.warn(`GraphiQL browser test skipped: ${noChromiumRe
 const JOB_NAME = 'close the day from the browser test';
 const JOBS_QUERY = '{ jobs { totalCount nodes { id name } } }';
 const SUBSCRIPTION = 'subscription RunsOfMyJobs { jobRunEvents { jobId status } }';
+
+/** The subscription of the README's walkthrough, step 3, as written there. */
+function readmeStep3Subscription(): string {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const step = /^3\. [^]*?```graphql\n([^]*?)\n\s*```/m.exec(readme.slice(readme.indexOf('## Five minutes with hardcron')));
+  if (!step) throw new Error('README.md: no GraphQL snippet in step 3 of "Five minutes with hardcron"');
+  return (step[1] as string).trim();
+}
 
 /** A GraphQL request as the page sent it. */
 interface SentRequest { query: string; authorization: string | undefined }
@@ -134,6 +143,36 @@ describe.skipIf(!executablePath)(`GraphiQL in Chromium, as the README uses it${e
     expect(connectionInits).toEqual([{ Authorization: `Bearer ${alice}` }]);
     await page.locator('.graphiql-execute-button').click(); // stops the subscription
     await data(server, operation('pause-job'), { id: tickId }, alice);
+  }, 60_000);
+
+  test('README step 3: a new tab starts without the header, so the subscription is refused; pasted there too, it receives the runs', async () => {
+    const subscription = readmeStep3Subscription();
+    expect(subscription).toMatch(/^subscription \{ jobRunEvents \{/);
+    await page.getByRole('button', { name: 'New tab' }).click();
+    await expect.poll(() => page.getByRole('tab').count()).toBe(2);
+    await page.getByRole('button', { name: 'Headers', exact: true }).click();
+    expect(await editorText(headersEditor(page))).toBe('');
+    await replaceText(page, queryEditor(page), subscription);
+    const inits = connectionInits.length;
+    await page.locator('.graphiql-execute-button').click();
+    // The pane shows what fits on screen (the message wraps): the code is enough.
+    await expect.poll(() => responseText(page), { timeout: 20_000 }).toContain('"code": "HC_AUTH_REQUIRED"');
+    await expect.poll(() => connectionInits.slice(inits)).toEqual([{}]);
+
+    await replaceText(page, headersEditor(page), `{"Authorization": "Bearer ${alice}"}`);
+    const { scheduleJob } = await data<{ scheduleJob: { job: { id: string } } }>(server, operation('schedule-job'), {
+      functionSignature: 'billing.close_day(date)',
+      arguments: ['2026-11-03'],
+      schedule: '* * * * * *',
+      name: 'tick for step 3',
+    }, alice);
+    await page.locator('.graphiql-execute-button').click();
+    await expect.poll(async () => parsed(await responseText(page)), { timeout: 30_000 })
+      .toMatchObject({ data: { jobRunEvents: { jobId: scheduleJob.job.id, status: 'succeeded' } } });
+    await expect.poll(() => connectionInits.slice(inits)).toEqual([{}, { Authorization: `Bearer ${alice}` }]);
+    // Switching tabs stops it, as the README says: the page completes the subscription.
+    await page.getByRole('tab').first().click();
+    await data(server, operation('pause-job'), { id: scheduleJob.job.id }, alice);
   }, 60_000);
 
   test('the page loaded nothing from outside the local server', () => {

@@ -107,6 +107,11 @@ describe('README.md: "Five minutes with hardcron" works as written', () => {
     expect(snippets.map((s) => [s.step, s.lang])).toEqual([
       [2, 'graphql'], [3, 'graphql'], [4, 'graphql'], [5, 'graphql'], [5, 'graphql'], [6, 'graphql'], [null, 'sh'],
     ]);
+    // GraphiQL's headers belong to each tab (test/api/graphiql.test.ts shows a new tab's subscription
+    // refused without them): step 3 opens a second tab, so it must say to paste the header there too.
+    const step3 = snippets.find((s) => s.step === 3)?.before.replace(/\s+/g, ' ') ?? '';
+    expect(step3).toMatch(/second tab/);
+    expect(step3).toMatch(/paste the same `\{"Authorization": "Bearer …"\}` line into this tab's \*\*Headers\*\*/);
   });
 
   test('every snippet, in order: the one-off runs at once and fails with 22012; the heartbeat runs and pauses; curl lists both', { timeout: 120_000 }, async () => {
