@@ -19,7 +19,7 @@ export const ROUTINES_DIR = fileURLToPath(new URL('../../sql/routines/', import.
  * functions are not checked at creation (check_function_bodies is off while routines apply), so
  * the order matters only for views and for comments and grants naming another file's objects.
  */
-export const ROUTINE_SCHEMAS = ['data', 'mgr', 'code', 'executor', 'server', 'api'] as const;
+export const ROUTINE_SCHEMAS = ['mgr', 'code', 'data', 'executor', 'server', 'api'] as const;
 
 /** See MIGRATE_LOCK_TIMEOUT_MS (settings.ts): its bounds and default, shared with the configuration. */
 export const DEFAULT_MIGRATE_LOCK_TIMEOUT_MS = MIGRATE_LOCK_TIMEOUT_MS.default;

@@ -1,5 +1,6 @@
 -- Run history in partitions: data.job_runs is partitioned by range of id, one partition per
--- period of claims (a day by default), so that retention empties whole partitions and never runs
+-- period of claims (a week by default: every partition costs each read of the history a little
+-- planning, so a year of daily partitions would slow every page; see docs/performance.md), so that retention empties whole partitions and never runs
 -- a long DELETE (sql/routines/data/run_partitions.sql, code/retention.sql).
 --
 -- Why by id: every operation on a run names it by id (start, finish, sweep, cancel), and every
@@ -99,7 +100,7 @@ create table data.history_settings (
   keep_days          integer not null default 30 check (keep_days between 1 and 36500),
   keep_failed_days   integer not null default 90 check (keep_failed_days between 1 and 36500),
   keep_last_runs     integer not null default 10 check (keep_last_runs between 0 and 10000),
-  partition_seconds  integer not null default 86400 check (partition_seconds between 60 and 31622400)
+  partition_seconds  integer not null default 604800 check (partition_seconds between 60 and 31622400)
 );
 insert into data.history_settings default values;
 

@@ -37,6 +37,14 @@ describe('a foreign id and a missing id take the same path through every api fun
     bob = await db().login('bob');
     carol = await db().login('carol');
     expect((await alice.query('show track_functions')).rows).toEqual([{ track_functions: 'all' }]);
+    // alice has a job and a run of her own: she sees rows, so the views read on for her (one who
+    // sees none reads nothing, whatever the id, and would prove little).
+    const own = await scheduleJob(alice, 'alice_fns.note(text)', ['alice-own'], { name: 'alice own job' });
+    await db().admin.query(
+      `insert into data.job_runs (job_id, owner, function_owner, scheduled_for, started_at, finished_at, status)
+       values ($1::bigint, $2::text, $3::text, pg_catalog.now(), pg_catalog.now(), pg_catalog.now(), 'succeeded'::text)`,
+      [own.id, db().role('alice'), db().role('alice_fns')],
+    );
   });
 
   /**

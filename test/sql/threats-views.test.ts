@@ -142,7 +142,7 @@ describe('the api views under attack', () => {
       const queries = [
         `select id from api.jobs where alice_fns.leak(owner) and alice_fns.leak(name) and alice_fns.leak(arguments::text)
             and alice_fns.leak(function_signature)`,
-        `select id from api.job_runs where alice_fns.leak(owner) and alice_fns.leak(error_message) and alice_fns.leak(status)`,
+        `select id from api.job_runs where alice_fns.leak(owner) and alice_fns.leak(error_message) and alice_fns.leak(status::text)`,
         `select j.id from api.jobs j join api.job_runs r on alice_fns.leak(r.owner || ' ' || j.owner || ' ' || coalesce(r.error_message, '-'))`,
         `select id from api.job_runs r where exists (select 1 where alice_fns.leak(r.error_message))`,
         `select j.id from api.jobs j, lateral (select alice_fns.leak(j.name) as l) x where x.l`,

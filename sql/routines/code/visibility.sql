@@ -1,0 +1,54 @@
+-- Pages that cost what they return. The views api.jobs and api.job_runs read their rows through
+-- the row security policies of data/row_security.sql, and are merged into the query that reads
+-- them: a page of 20 in primary key order reads the index in that order and stops after 20 rows
+-- the caller sees. A caller who sees none would read every row to find that out; these
+-- functions tell it once per statement, from the indexes on the owner columns (a probe per role
+-- and index), and the views then read nothing at all ("One-Time Filter").
+--
+-- The same comparison as the policies: owner or function owner among code.caller_roles().
+
+-- Whether the caller sees any job.
+create or replace function code.caller_sees_jobs()
+  returns boolean
+  language plpgsql
+  stable
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  roles constant text[] := code.caller_roles();
+begin
+  return exists (select from data.jobs j where j.owner = any (roles))
+      or exists (select from data.jobs j where j.function_owner = any (roles));
+end;
+$$;
+
+-- Whether the caller sees any run (runs outlive their jobs: asked of the runs themselves, on the
+-- indexes job_runs_by_owner and job_runs_by_function_owner of each partition).
+create or replace function code.caller_sees_runs()
+  returns boolean
+  language plpgsql
+  stable
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  roles constant text[] := code.caller_roles();
+begin
+  return exists (select from data.job_runs r where r.owner = any (roles))
+      or exists (select from data.job_runs r where r.function_owner = any (roles));
+end;
+$$;
+
+-- Called in the views, so executed as whoever reads them (like code.caller_roles).
+do $grants$
+declare
+  db constant text := current_database();
+  reader text;
+begin
+  foreach reader in array array['$anonymous', '$api', '$authenticator', '$client', '$executor'] loop
+    execute format('grant execute on function code.caller_sees_jobs() to %I', db || reader);
+    execute format('grant execute on function code.caller_sees_runs() to %I', db || reader);
+  end loop;
+end;
+$grants$;
