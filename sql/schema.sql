@@ -27,6 +27,7 @@ grant USAGE on schema api to <db>$client
 grant USAGE on schema api to <db>$executor
 schema code owner <db>$code
 grant USAGE on schema code to <db>$api
+grant USAGE on schema code to <db>$data
 schema data owner <db>$data
 grant USAGE on schema data to <db>$api
 grant USAGE on schema data to <db>$code
@@ -76,6 +77,22 @@ table data.executors owner <db>$data
   grant INSERT on table data.executors to <db>$code
   grant SELECT on table data.executors to <db>$code
   grant UPDATE on table data.executors to <db>$code
+table data.history_settings owner <db>$data
+  column singleton boolean not null default true
+  column keep_days integer not null default 30
+  column keep_failed_days integer not null default 90
+  column keep_last_runs integer not null default 10
+  column partition_seconds integer not null default 604800
+  constraint history_settings_keep_days_check CHECK (((keep_days >= 1) AND (keep_days <= 36500)))
+  constraint history_settings_keep_failed_days_check CHECK (((keep_failed_days >= 1) AND (keep_failed_days <= 36500)))
+  constraint history_settings_keep_last_runs_check CHECK (((keep_last_runs >= 0) AND (keep_last_runs <= 10000)))
+  constraint history_settings_partition_seconds_check CHECK (((partition_seconds >= 60) AND (partition_seconds <= 31622400)))
+  constraint history_settings_pkey PRIMARY KEY (singleton)
+  constraint history_settings_singleton_check CHECK (singleton)
+  grant DELETE on table data.history_settings to <db>$code
+  grant INSERT on table data.history_settings to <db>$code
+  grant SELECT on table data.history_settings to <db>$code
+  grant UPDATE on table data.history_settings to <db>$code
 table data.job_run_events owner <db>$data
   column id bigint not null identity a
   column run_id bigint not null
@@ -89,7 +106,7 @@ table data.job_run_events owner <db>$data
   grant SELECT on table data.job_run_events to <db>$code
 sequence data.job_run_events_id_seq owner <db>$data
   grant SELECT on table data.job_run_events_id_seq to <db>$code
-table data.job_runs owner <db>$data
+table data.job_runs owner <db>$data row level security
   column id bigint not null identity a
   column job_id bigint not null
   column owner text not null
@@ -112,28 +129,71 @@ table data.job_runs owner <db>$data
   column missed_before timestamp with time zone
   column claim_token uuid
   column trigger text
-  constraint job_runs_attempt_check CHECK (((attempt >= 1) AND (attempt <= 1000)))
-  constraint job_runs_error_sqlstate_check CHECK ((error_sqlstate ~ '^[0-9A-Z]{5}$'::text))
+  constraint job_runs_attempt_check1 CHECK (((attempt >= 1) AND (attempt <= 1000)))
+  constraint job_runs_error_sqlstate_check1 CHECK ((error_sqlstate ~ '^[0-9A-Z]{5}$'::text))
   constraint job_runs_finished CHECK (((status = 'running'::text) = (finished_at IS NULL)))
   constraint job_runs_missed CHECK ((((status = 'missed'::text) = (missed_before IS NOT NULL)) AND ((missed_before IS NULL) OR (missed_before > scheduled_for))))
-  constraint job_runs_one_per_occurrence UNIQUE (job_id, scheduled_for, attempt)
   constraint job_runs_pkey PRIMARY KEY (id)
   constraint job_runs_reject_reason CHECK (((status = 'rejected'::text) = (reject_reason IS NOT NULL)))
-  constraint job_runs_reject_reason_check CHECK ((reject_reason = ANY (ARRAY['owner_not_eligible'::text, 'function_not_eligible'::text, 'arguments_not_eligible'::text])))
-  constraint job_runs_rows_affected_check CHECK ((rows_affected >= 0))
-  constraint job_runs_rows_returned_check CHECK ((rows_returned >= 0))
+  constraint job_runs_reject_reason_check1 CHECK ((reject_reason = ANY (ARRAY['owner_not_eligible'::text, 'function_not_eligible'::text, 'arguments_not_eligible'::text])))
+  constraint job_runs_rows_affected_check1 CHECK ((rows_affected >= 0))
+  constraint job_runs_rows_returned_check1 CHECK ((rows_returned >= 0))
   constraint job_runs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'succeeded'::text, 'failed'::text, 'rejected'::text, 'timed_out'::text, 'skipped'::text, 'lost'::text, 'cancelled'::text, 'missed'::text])))
-  constraint job_runs_trigger_check CHECK ((trigger = ANY (ARRAY['schedule'::text, 'run_now'::text, 'retry'::text, 'lost_retry'::text, 'catch_up'::text])))
-  CREATE INDEX job_runs_by_job ON data.job_runs (job_id, id DESC)
-  CREATE INDEX job_runs_running ON data.job_runs (job_id) WHERE (status = 'running'::text)
+  constraint job_runs_trigger_check1 CHECK ((trigger = ANY (ARRAY['schedule'::text, 'run_now'::text, 'retry'::text, 'lost_retry'::text, 'catch_up'::text])))
+  CREATE INDEX job_runs_by_function_owner ON ONLY data.job_runs (function_owner, id)
+  CREATE INDEX job_runs_by_job ON ONLY data.job_runs (job_id, id DESC)
+  CREATE INDEX job_runs_by_owner ON ONLY data.job_runs (owner, id)
+  CREATE INDEX job_runs_running ON ONLY data.job_runs (job_id) WHERE (status = 'running'::text)
+  policy hardcron_code for * to <db>$code using (true) with check (true)
+  policy hardcron_visible for r to <db>$api using (code.caller_may_see(owner, function_owner)) with check ()
   grant DELETE on table data.job_runs to <db>$code
   grant INSERT on table data.job_runs to <db>$code
   grant SELECT on table data.job_runs to <db>$api
   grant SELECT on table data.job_runs to <db>$code
   grant UPDATE on table data.job_runs to <db>$code
-sequence data.job_runs_id_seq owner <db>$data
-  default privileges on table data.job_runs_id_seq
-table data.jobs owner <db>$data with (fillfactor=70)
+table data.job_runs_0 owner <db>$data
+  column id bigint not null identity a
+  column job_id bigint not null
+  column owner text not null
+  column function_owner text not null
+  column scheduled_for timestamp with time zone not null
+  column started_at timestamp with time zone
+  column finished_at timestamp with time zone
+  column status text not null
+  column attempt integer not null default 1
+  column rows_returned bigint
+  column rows_affected bigint
+  column error_sqlstate text
+  column error_message text
+  column error_detail text
+  column error_hint text
+  column error_context text
+  column reject_reason text
+  column executor_id text
+  column claimed_at timestamp with time zone not null default now()
+  column missed_before timestamp with time zone
+  column claim_token uuid
+  column trigger text
+  constraint job_runs_0_pkey PRIMARY KEY (id)
+  constraint job_runs_attempt_check1 CHECK (((attempt >= 1) AND (attempt <= 1000)))
+  constraint job_runs_error_sqlstate_check1 CHECK ((error_sqlstate ~ '^[0-9A-Z]{5}$'::text))
+  constraint job_runs_finished CHECK (((status = 'running'::text) = (finished_at IS NULL)))
+  constraint job_runs_missed CHECK ((((status = 'missed'::text) = (missed_before IS NOT NULL)) AND ((missed_before IS NULL) OR (missed_before > scheduled_for))))
+  constraint job_runs_reject_reason CHECK (((status = 'rejected'::text) = (reject_reason IS NOT NULL)))
+  constraint job_runs_reject_reason_check1 CHECK ((reject_reason = ANY (ARRAY['owner_not_eligible'::text, 'function_not_eligible'::text, 'arguments_not_eligible'::text])))
+  constraint job_runs_rows_affected_check1 CHECK ((rows_affected >= 0))
+  constraint job_runs_rows_returned_check1 CHECK ((rows_returned >= 0))
+  constraint job_runs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'succeeded'::text, 'failed'::text, 'rejected'::text, 'timed_out'::text, 'skipped'::text, 'lost'::text, 'cancelled'::text, 'missed'::text])))
+  constraint job_runs_trigger_check1 CHECK ((trigger = ANY (ARRAY['schedule'::text, 'run_now'::text, 'retry'::text, 'lost_retry'::text, 'catch_up'::text])))
+  CREATE INDEX job_runs_0_function_owner_id_idx ON data.job_runs_0 (function_owner, id)
+  CREATE INDEX job_runs_0_job_id_id_idx ON data.job_runs_0 (job_id, id DESC)
+  CREATE INDEX job_runs_0_job_id_idx ON data.job_runs_0 (job_id) WHERE (status = 'running'::text)
+  CREATE INDEX job_runs_0_owner_id_idx ON data.job_runs_0 (owner, id)
+  CREATE UNIQUE INDEX job_runs_0_one_per_occurrence ON data.job_runs_0 (job_id, scheduled_for, attempt)
+  default privileges on table data.job_runs_0
+sequence data.job_runs_id_seq1 owner <db>$data
+  default privileges on table data.job_runs_id_seq1
+table data.jobs owner <db>$data row level security with (fillfactor=70)
   column id bigint not null identity a
   column name text
   column owner text not null
@@ -155,6 +215,7 @@ table data.jobs owner <db>$data with (fillfactor=70)
   column consecutive_failures integer not null default 0
   column paused_reason text
   column schedule_anchor timestamp with time zone
+  column retry_lost boolean not null default false
   constraint jobs_arguments_check CHECK (((jsonb_typeof(arguments) = 'array'::text) AND (octet_length((arguments)::text) <= 65536)))
   constraint jobs_consecutive_failures_check CHECK ((consecutive_failures >= 0))
   constraint jobs_function_owner_check CHECK (((char_length(function_owner) >= 1) AND (char_length(function_owner) <= 63)))
@@ -171,7 +232,10 @@ table data.jobs owner <db>$data with (fillfactor=70)
   constraint jobs_schedule_or_run_at CHECK (((schedule IS NULL) <> (run_at IS NULL)))
   constraint jobs_time_zone_check CHECK (((char_length(time_zone) >= 1) AND (char_length(time_zone) <= 64)))
   CREATE INDEX jobs_due ON data.jobs (LEAST(next_run_at, extra_run_at, retry_at), id) WHERE ((next_run_at IS NOT NULL) OR (extra_run_at IS NOT NULL) OR (retry_at IS NOT NULL))
+  CREATE INDEX jobs_function_owner ON data.jobs (function_owner)
   CREATE INDEX jobs_owner ON data.jobs (owner)
+  policy hardcron_code for * to <db>$code using (true) with check (true)
+  policy hardcron_visible for r to <db>$api using (code.caller_may_see(owner, function_owner)) with check ()
   grant DELETE on table data.jobs to <db>$code
   grant INSERT on table data.jobs to <db>$code
   grant SELECT on table data.jobs to <db>$api
@@ -187,6 +251,21 @@ table data.owner_locks owner <db>$data
   grant INSERT on table data.owner_locks to <db>$code
   grant SELECT on table data.owner_locks to <db>$code
   grant UPDATE on table data.owner_locks to <db>$code
+table data.run_partitions owner <db>$data
+  column first_id bigint not null
+  column name text not null
+  column opened_at timestamp with time zone
+  column settled_at timestamp with time zone
+  column pruned_at timestamp with time zone
+  constraint run_partitions_check CHECK ((name = ('job_runs_'::text || (first_id >> 32))))
+  constraint run_partitions_first_id_check CHECK (((first_id >= 0) AND ((first_id % '4294967296'::bigint) = 0)))
+  constraint run_partitions_name_key UNIQUE (name)
+  constraint run_partitions_pkey PRIMARY KEY (first_id)
+  constraint run_partitions_settled_after_opened CHECK (((settled_at IS NULL) OR (opened_at IS NOT NULL)))
+  grant DELETE on table data.run_partitions to <db>$code
+  grant INSERT on table data.run_partitions to <db>$code
+  grant SELECT on table data.run_partitions to <db>$code
+  grant UPDATE on table data.run_partitions to <db>$code
 table data.time_zones owner <db>$data
   column name text not null
   constraint time_zones_pkey PRIMARY KEY (name)
@@ -233,10 +312,7 @@ grant SELECT on table api.job_run_events to <db>$authenticator
 grant SELECT on table api.job_run_events to <db>$client
 grant SELECT on table api.job_run_events to <db>$executor
 
-view api.job_runs owner <db>$api with (security_barrier=true) as
- WITH seen AS MATERIALIZED (
-         SELECT code.caller_roles() AS roles
-        )
+view api.job_runs owner <db>$api as
  SELECT id,
     job_id,
     owner,
@@ -259,18 +335,13 @@ view api.job_runs owner <db>$api with (security_barrier=true) as
     ((EXTRACT(epoch FROM (started_at - scheduled_for)) * (1000)::numeric))::double precision AS lateness_ms,
     ((EXTRACT(epoch FROM (finished_at - started_at)) * (1000)::numeric))::double precision AS duration_ms
    FROM data.job_runs r
-  WHERE ((cardinality(( SELECT s.roles
-           FROM seen s)) > 0) AND (ARRAY[owner, function_owner] && ( SELECT s.roles
-           FROM seen s)));
+  WHERE ( SELECT code.caller_sees_runs() AS caller_sees_runs);
 grant SELECT on table api.job_runs to <db>$anonymous
 grant SELECT on table api.job_runs to <db>$authenticator
 grant SELECT on table api.job_runs to <db>$client
 grant SELECT on table api.job_runs to <db>$executor
 
-view api.jobs owner <db>$api with (security_barrier=true) as
- WITH seen AS MATERIALIZED (
-         SELECT code.caller_roles() AS roles
-        )
+view api.jobs owner <db>$api as
  SELECT j.id,
     j.name,
     j.owner,
@@ -297,9 +368,7 @@ view api.jobs owner <db>$api with (security_barrier=true) as
           WHERE (r.job_id = j.id)
           ORDER BY r.id DESC
          LIMIT 1) last ON (true))
-  WHERE ((cardinality(( SELECT s.roles
-           FROM seen s)) > 0) AND (ARRAY[j.owner, j.function_owner] && ( SELECT s.roles
-           FROM seen s)));
+  WHERE ( SELECT code.caller_sees_jobs() AS caller_sees_jobs);
 grant SELECT on table api.jobs to <db>$anonymous
 grant SELECT on table api.jobs to <db>$authenticator
 grant SELECT on table api.jobs to <db>$client
@@ -502,11 +571,8 @@ $function$
 CREATE OR REPLACE FUNCTION code.caller()
  RETURNS text
  LANGUAGE sql
- STABLE
- SET search_path TO 'pg_catalog', 'pg_temp'
-AS $function$
-  select case when current_setting('role') = 'none' then session_user::text else current_setting('role') end
-$function$
+ STABLE PARALLEL SAFE
+RETURN CASE WHEN (current_setting('role'::text) = 'none'::text) THEN (SESSION_USER)::text ELSE current_setting('role'::text) END
 -- owner <db>$code
 grant EXECUTE on function code.caller() to <db>$anonymous
 grant EXECUTE on function code.caller() to <db>$api
@@ -530,6 +596,18 @@ grant EXECUTE on function code.caller_has_role(text) to <db>$api
 grant EXECUTE on function code.caller_has_role(text) to <db>$authenticator
 grant EXECUTE on function code.caller_has_role(text) to <db>$client
 grant EXECUTE on function code.caller_has_role(text) to <db>$executor
+
+CREATE OR REPLACE FUNCTION code.caller_may_see(owner text, function_owner text)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+RETURN (COALESCE(pg_has_role((to_regrole(quote_ident(code.caller())))::oid, (to_regrole(quote_ident(owner)))::oid, 'USAGE'::text), false) OR COALESCE(pg_has_role((to_regrole(quote_ident(code.caller())))::oid, (to_regrole(quote_ident(function_owner)))::oid, 'USAGE'::text), false))
+-- owner <db>$code
+grant EXECUTE on function code.caller_may_see(text,text) to <db>$anonymous
+grant EXECUTE on function code.caller_may_see(text,text) to <db>$api
+grant EXECUTE on function code.caller_may_see(text,text) to <db>$authenticator
+grant EXECUTE on function code.caller_may_see(text,text) to <db>$client
+grant EXECUTE on function code.caller_may_see(text,text) to <db>$executor
 
 CREATE OR REPLACE FUNCTION code.caller_roles()
  RETURNS text[]
@@ -559,6 +637,46 @@ grant EXECUTE on function code.caller_roles() to <db>$authenticator
 grant EXECUTE on function code.caller_roles() to <db>$client
 grant EXECUTE on function code.caller_roles() to <db>$executor
 
+CREATE OR REPLACE FUNCTION code.caller_sees_jobs()
+ RETURNS boolean
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  roles constant text[] := code.caller_roles();
+begin
+  return exists (select from data.jobs j where j.owner = any (roles))
+      or exists (select from data.jobs j where j.function_owner = any (roles));
+end;
+$function$
+-- owner <db>$code
+grant EXECUTE on function code.caller_sees_jobs() to <db>$anonymous
+grant EXECUTE on function code.caller_sees_jobs() to <db>$api
+grant EXECUTE on function code.caller_sees_jobs() to <db>$authenticator
+grant EXECUTE on function code.caller_sees_jobs() to <db>$client
+grant EXECUTE on function code.caller_sees_jobs() to <db>$executor
+
+CREATE OR REPLACE FUNCTION code.caller_sees_runs()
+ RETURNS boolean
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  roles constant text[] := code.caller_roles();
+begin
+  return exists (select from data.job_runs r where r.owner = any (roles))
+      or exists (select from data.job_runs r where r.function_owner = any (roles));
+end;
+$function$
+-- owner <db>$code
+grant EXECUTE on function code.caller_sees_runs() to <db>$anonymous
+grant EXECUTE on function code.caller_sees_runs() to <db>$api
+grant EXECUTE on function code.caller_sees_runs() to <db>$authenticator
+grant EXECUTE on function code.caller_sees_runs() to <db>$client
+grant EXECUTE on function code.caller_sees_runs() to <db>$executor
+
 CREATE OR REPLACE FUNCTION code.cancel_requested(run_id bigint)
  RETURNS boolean
  LANGUAGE sql
@@ -579,13 +697,19 @@ grant EXECUTE on function code.cancel_signalled(bigint) to <db>$api
 
 CREATE OR REPLACE FUNCTION code.cancel_targets(executor_id text)
  RETURNS TABLE(run_id bigint, locker xid)
- LANGUAGE sql
+ LANGUAGE plpgsql
  STABLE SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET plan_cache_mode TO 'force_custom_plan'
 AS $function$
+declare
+  floor constant bigint := code.running_floor();
+begin
+  return query
   select r.id, r.xmax
     from data.cancel_requests c join data.job_runs r on r.id = c.run_id
-   where r.executor_id = cancel_targets.executor_id and r.status = 'running' and c.signalled_at is null
+   where r.executor_id = cancel_targets.executor_id and r.status = 'running' and c.signalled_at is null and r.id >= floor;
+end;
 $function$
 -- owner <db>$code
 grant EXECUTE on function code.cancel_targets(text) to <db>$api
@@ -730,6 +854,9 @@ CREATE OR REPLACE FUNCTION code.claim_runs(executor_id text, max_runs integer, o
 AS $function$
 declare
   full_owners text[] := array(select o.name from unnest(owners, room) o(name, left_over) where o.left_over < 1);
+  -- Runs may be running from here on only (code.running_floor): a constant of this plan, so
+  -- that the plan reads only the partitions not yet settled, whatever their number.
+  floor constant bigint := code.running_floor();
 begin
   if max_runs is null or max_runs < 1 or max_runs > 10000 then
     perform code.fail('HC301', 'max_runs must be from 1 to 10000');
@@ -751,7 +878,7 @@ begin
        -- and with overlap 'skip' when a retry is due, which waits for the running run rather
        -- than being skipped (a retry, of a lost run say, is never dropped for overlapping).
        and not ((j.options->>'overlap' = 'queue' or (j.options->>'overlap' = 'skip' and j.retry_at is not null and j.retry_at <= now()))
-                and exists (select from data.job_runs r where r.job_id = j.id and r.status = 'running'))
+                and exists (select from data.job_runs r where r.job_id = j.id and r.status = 'running' and r.id >= floor))
      order by least(j.next_run_at, j.extra_run_at, j.retry_at), j.id
      limit max_runs
      for update skip locked
@@ -766,7 +893,8 @@ begin
     select (d.j).id as job_id, (d.j).owner, (d.j).function_owner, p.*,
            row_number() over (order by least((d.j).next_run_at, (d.j).extra_run_at, (d.j).retry_at), (d.j).id) as position
       from within_room d,
-           code.plan_claim(d.j, exists (select from data.job_runs r where r.job_id = (d.j).id and r.status = 'running')) p
+           code.plan_claim(d.j, exists (select from data.job_runs r where r.job_id = (d.j).id and r.status = 'running'
+                                                                      and r.id >= floor)) p
   ), advanced as (
     update data.jobs j
        set next_run_at = p.next_run_at, extra_run_at = p.extra_run_at, retry_at = p.retry_at,
@@ -788,7 +916,9 @@ begin
            case when p.status = 'running' then gen_random_uuid() end,  -- names this claim (see code.start_run)
            p.trigger
       from planned p
-    on conflict on constraint job_runs_one_per_occurrence do nothing  -- this occurrence already has its run
+    -- This occurrence already has its run: the key (job_id, scheduled_for, attempt) is unique in
+    -- each partition, and a claim inserts into the newest (see DESIGN.md, "Exactly once").
+    on conflict do nothing
     returning r.id, r.job_id, r.status, r.claim_token
   ), announced as materialized (
     select i.*, code.log_run_event(i.id, i.job_id, i.status) from inserted i  -- announced by the executor
@@ -1029,6 +1159,14 @@ end;
 $function$
 -- owner <db>$code
 
+CREATE OR REPLACE FUNCTION code.days_before(at timestamp with time zone, n integer, time_zone text)
+ RETURNS timestamp with time zone
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$ select ((at at time zone time_zone) - make_interval(days => n)) at time zone time_zone $function$
+-- owner <db>$code
+
 CREATE OR REPLACE FUNCTION code.due_backlog()
  RETURNS bigint
  LANGUAGE sql
@@ -1170,6 +1308,7 @@ CREATE OR REPLACE FUNCTION code.finish_interrupted(run_id bigint, claim_token uu
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET plan_cache_mode TO 'force_custom_plan'
 AS $function$
 declare
   status text := case when code.cancel_requested(run_id) then 'cancelled' else 'failed' end;
@@ -1190,6 +1329,7 @@ CREATE OR REPLACE FUNCTION code.finish_run(run_id bigint, status text, started_a
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET plan_cache_mode TO 'force_custom_plan'
 AS $function$
 declare
   run            data.job_runs;
@@ -1317,7 +1457,8 @@ AS $function$
 declare
   defaults constant jsonb := '{"overlap": "skip", "missed": "latest", "max_missed": 100,
                                "timeout_seconds": 300, "retries": 0, "retry_delay_seconds": 10,
-                               "max_consecutive_failures": null}';
+                               "max_consecutive_failures": null,
+                               "keep_days": null, "keep_failed_days": null, "keep_last_runs": null}';
   result  jsonb;
   key     text;
 begin
@@ -1344,6 +1485,16 @@ begin
   -- null: never pause by itself.
   if jsonb_typeof(result->'max_consecutive_failures') <> 'null' then
     perform code.require_number(result, 'max_consecutive_failures', 1, 1000, true);
+  end if;
+  -- Retention of the job's runs (code/retention.sql); null: the installation's default.
+  if jsonb_typeof(result->'keep_days') <> 'null' then
+    perform code.require_number(result, 'keep_days', 1, 36500, true);
+  end if;
+  if jsonb_typeof(result->'keep_failed_days') <> 'null' then
+    perform code.require_number(result, 'keep_failed_days', 1, 36500, true);
+  end if;
+  if jsonb_typeof(result->'keep_last_runs') <> 'null' then
+    perform code.require_number(result, 'keep_last_runs', 0, 10000, true);
   end if;
   return result;
 end;
@@ -1407,6 +1558,124 @@ AS $function$
   values (log_run_event.run_id, log_run_event.job_id, log_run_event.status, clock_timestamp());
 $function$
 -- owner <db>$code
+
+CREATE OR REPLACE FUNCTION code.maintain_run_history(at timestamp with time zone DEFAULT now())
+ RETURNS TABLE(action text, partition_name text, rows_before bigint, rows_kept bigint)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  settings data.history_settings;
+  part     record;
+  shortest integer;
+  n        bigint;
+  keep     bigint[];
+  running  boolean;
+begin
+  -- One pass at a time, across executors: the others return at once.
+  select * into settings from data.history_settings s for update skip locked;
+  if not found then
+    return;
+  end if;
+
+  if exists (select from data.run_partitions p where p.opened_at is null)
+     and (select max(p.opened_at) from data.run_partitions p) <= at - make_interval(secs => settings.partition_seconds) then
+    partition_name := (select p.name from data.run_partitions p where p.first_id = data.open_run_partition(at));
+    action := 'opened'; rows_before := null; rows_kept := null;
+    return next;
+  end if;
+  -- Always one partition ahead: opening never waits for one to be created (and never opens one
+  -- created in its own transaction, see data.open_run_partition).
+  if not exists (select from data.run_partitions p where p.opened_at is null) then
+    partition_name := (select p.name from data.run_partitions p where p.first_id = data.create_run_partition());
+    action := 'created';
+    return next;
+  end if;
+
+  -- Settled: a partition claims no longer insert into (its successor was opened a minute ago:
+  -- a claim is one short statement) with no running run. Its running runs only ever end.
+  for part in
+    select p.first_id, p.name from data.run_partitions p
+     where p.settled_at is null and p.opened_at is not null
+       and exists (select from data.run_partitions q where q.first_id > p.first_id and q.opened_at < at - interval '1 minute')
+     order by p.first_id
+  loop
+    execute format('select exists (select from data.job_runs r where r.id >= %s and r.id < %s and r.status = %L)',
+                   part.first_id, part.first_id + 4294967296, 'running') into strict running;
+    exit when running;  -- the newer ones wait for this one: running_floor is a single bound
+    update data.run_partitions p set settled_at = at where p.first_id = part.first_id;
+    action := 'settled'; partition_name := part.name;
+    return next;
+  end loop;
+
+  -- The shortest time anything is kept: a partition closed before then may hold rows past it.
+  shortest := least(settings.keep_days, settings.keep_failed_days,
+                    (select min(least(coalesce((j.options->>'keep_days')::integer, settings.keep_days),
+                                      coalesce((j.options->>'keep_failed_days')::integer, settings.keep_failed_days)))
+                       from data.jobs j where j.options ?| array['keep_days', 'keep_failed_days']));
+  for part in
+    select p.first_id, p.name from data.run_partitions p
+     where p.settled_at is not null
+       and (p.pruned_at is null or p.pruned_at < at - interval '1 day')
+       -- Closed (its successor opened) more than `shortest` days ago, a day more for time zones.
+       and (select min(q.opened_at) from data.run_partitions q where q.first_id > p.first_id)
+           < at - make_interval(days => shortest + 1)
+     order by p.first_id
+  loop
+    execute format($q$
+      with runs as (
+        select r.id, r.job_id, r.status, r.finished_at from data.job_runs r where r.id >= %1$s and r.id < %2$s
+      ), policy as (
+        select d.job_id, tz,
+               coalesce((j.options->>'keep_days')::integer, $1) as keep_days,
+               greatest(coalesce((j.options->>'keep_failed_days')::integer, $2),
+                        coalesce((j.options->>'keep_days')::integer, $1)) as keep_failed_days,
+               coalesce((j.options->>'keep_last_runs')::integer, $3) as keep_last_runs
+          from (select distinct r.job_id from runs r) d
+          left join data.jobs j on j.id = d.job_id
+          cross join lateral (select coalesce(j.time_zone, 'UTC') as tz) z
+      ), floors as (
+        -- The id of the job's keep_last_runs-th newest run, in any partition (index job_runs_by_job).
+        select p.*, case when p.keep_last_runs > 0 then
+                      (select k.id from data.job_runs k where k.job_id = p.job_id order by k.id desc
+                        offset p.keep_last_runs - 1 limit 1) end as last_floor
+          from policy p
+      )
+      select count(*), coalesce(array_agg(r.id) filter (
+               where r.status = 'running'
+                  or r.finished_at > code.days_before($4, case when r.status in ('failed', 'timed_out', 'rejected', 'lost')
+                                                               then f.keep_failed_days else f.keep_days end, f.tz)
+                  or r.id >= f.last_floor
+                  or (f.keep_last_runs > 0 and f.last_floor is null)), '{}')
+        from runs r join floors f on f.job_id = r.job_id
+      $q$, part.first_id, part.first_id + 4294967296)
+      into strict n, keep
+      using settings.keep_days, settings.keep_failed_days, settings.keep_last_runs, at;
+    partition_name := part.name; rows_before := n; rows_kept := cardinality(keep);
+    if n = 0 then
+      action := case when data.drop_run_partition(part.first_id) then 'dropped' else 'empty' end;
+    elsif cardinality(keep) * 2 <= n then
+      -- Most rows are past the policy: empty the partition but for the rest.
+      begin
+        perform data.empty_run_partition(part.first_id, keep);
+        action := case when cardinality(keep) = 0 then 'truncated' else 'compacted' end;
+      exception when lock_not_available then
+        action := 'busy';  -- readers held it; the next pass tries again
+      end;
+    else
+      action := 'kept';
+    end if;
+    if action <> 'dropped' then
+      update data.run_partitions p set pruned_at = case when action = 'busy' then null else at end
+       where p.first_id = part.first_id;
+    end if;
+    return next;
+  end loop;
+end;
+$function$
+-- owner <db>$code
+grant EXECUTE on function code.maintain_run_history(timestamp with time zone) to <db>$api
 
 CREATE OR REPLACE FUNCTION code.next_due_at()
  RETURNS timestamp with time zone
@@ -1704,10 +1973,8 @@ begin
     plan.occurrence := job.retry_scheduled_for;
     plan.attempt := job.retry_attempt;
     plan.retry_at := null; plan.retry_scheduled_for := null; plan.retry_attempt := null;
-    -- The attempt before (by the occurrence key's unique index): lost, or failed.
-    plan.trigger := case when (select r.status from data.job_runs r
-                                where r.job_id = job.id and r.scheduled_for = job.retry_scheduled_for
-                                  and r.attempt = job.retry_attempt - 1) = 'lost' then 'lost_retry' else 'retry' end;
+    -- The attempt before was lost (its executor lost it), or failed (code.queue_retry).
+    plan.trigger := case when job.retry_lost then 'lost_retry' else 'retry' end;
   elsif job.extra_run_at = due_at then
     plan.occurrence := job.extra_run_at;
     plan.extra_run_at := null;
@@ -1806,7 +2073,7 @@ $function$
 -- owner <db>$code
 grant EXECUTE on function code.prune_run_events(integer) to <db>$api
 
-CREATE OR REPLACE FUNCTION code.queue_retry(job_id bigint, scheduled_for timestamp with time zone, next_attempt integer)
+CREATE OR REPLACE FUNCTION code.queue_retry(job_id bigint, scheduled_for timestamp with time zone, next_attempt integer, lost boolean DEFAULT false)
  RETURNS void
  LANGUAGE sql
  SET search_path TO 'pg_catalog', 'pg_temp'
@@ -1814,7 +2081,8 @@ AS $function$
   update data.jobs j
      set retry_at = clock_timestamp() + make_interval(secs => (j.options->>'retry_delay_seconds')::numeric * 2 ^ (next_attempt - 2)),
          retry_scheduled_for = scheduled_for,
-         retry_attempt = next_attempt
+         retry_attempt = next_attempt,
+         retry_lost = lost
    where j.id = job_id and j.retry_at is null and (j.enabled or j.schedule is null);
   select code.notify_jobs_changed();
 $function$
@@ -1864,10 +2132,13 @@ CREATE OR REPLACE FUNCTION code.request_cancel(job_id bigint)
  RETURNS void
  LANGUAGE plpgsql
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET plan_cache_mode TO 'force_custom_plan'
 AS $function$
+declare
+  floor constant bigint := code.running_floor();
 begin
   insert into data.cancel_requests (run_id)
-  select r.id from data.job_runs r where r.job_id = request_cancel.job_id and r.status = 'running'
+  select r.id from data.job_runs r where r.job_id = request_cancel.job_id and r.status = 'running' and r.id >= floor
   on conflict do nothing;
   if found then
     perform pg_notify('hardcron_runs_cancelled', '');
@@ -1887,6 +2158,8 @@ declare
   run data.job_runs;
 begin
   -- Never locked: a running run's own transaction holds its row until the run ends.
+  -- (Security definer and planned once: the lookup by id reads one partition's index per
+  -- partition; a user's cancel is rare, and its cost does not depend on what the caller sees.)
   select * into run from data.job_runs r
    where r.id = request_cancel_run.run_id and array[r.owner, r.function_owner] && roles;
   if run.id is null then
@@ -2115,11 +2388,14 @@ grant EXECUTE on function code.run_events_since(bigint,bigint[],integer) to <db>
 
 CREATE OR REPLACE FUNCTION code.run_is_running(run_id bigint)
  RETURNS boolean
- LANGUAGE sql
+ LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET plan_cache_mode TO 'force_custom_plan'
 AS $function$
-  select coalesce((select r.status = 'running' from data.job_runs r where r.id = run_is_running.run_id for update), false)
+begin
+  return coalesce((select r.status = 'running' from data.job_runs r where r.id = run_is_running.run_id for update), false);
+end;
 $function$
 -- owner <db>$code
 grant EXECUTE on function code.run_is_running(bigint) to <db>$api
@@ -2144,6 +2420,17 @@ end;
 $function$
 -- owner <db>$code
 grant EXECUTE on function code.run_job_now(bigint) to <db>$api
+
+CREATE OR REPLACE FUNCTION code.running_floor()
+ RETURNS bigint
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select coalesce(min(p.first_id) filter (where p.settled_at is null), max(p.first_id)) from data.run_partitions p
+$function$
+-- owner <db>$code
+grant EXECUTE on function code.running_floor() to <db>$api
 
 CREATE OR REPLACE FUNCTION code.schedulable_functions()
  RETURNS TABLE(function_signature text, function_owner text, argument_names text[], argument_types text[], argument_defaults integer)
@@ -2373,11 +2660,44 @@ end;
 $function$
 -- owner <db>$code
 
+CREATE OR REPLACE FUNCTION code.set_history_settings(keep_days integer DEFAULT NULL::integer, keep_failed_days integer DEFAULT NULL::integer, keep_last_runs integer DEFAULT NULL::integer, partition_seconds integer DEFAULT NULL::integer)
+ RETURNS data.history_settings
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  result data.history_settings;
+begin
+  if keep_days is not null and keep_days not between 1 and 36500 then
+    perform code.fail('HC218', 'keep_days must be a whole number from 1 to 36500');
+  end if;
+  if keep_failed_days is not null and keep_failed_days not between 1 and 36500 then
+    perform code.fail('HC218', 'keep_failed_days must be a whole number from 1 to 36500');
+  end if;
+  if keep_last_runs is not null and keep_last_runs not between 0 and 10000 then
+    perform code.fail('HC218', 'keep_last_runs must be a whole number from 0 to 10000');
+  end if;
+  if partition_seconds is not null and partition_seconds not between 60 and 31622400 then
+    perform code.fail('HC218', 'partition_seconds must be a whole number from 60 to 31622400 (a year)');
+  end if;
+  update data.history_settings s
+     set keep_days = coalesce(set_history_settings.keep_days, s.keep_days),
+         keep_failed_days = coalesce(set_history_settings.keep_failed_days, s.keep_failed_days),
+         keep_last_runs = coalesce(set_history_settings.keep_last_runs, s.keep_last_runs),
+         partition_seconds = coalesce(set_history_settings.partition_seconds, s.partition_seconds)
+  returning * into result;
+  return result;
+end;
+$function$
+-- owner <db>$code
+
 CREATE OR REPLACE FUNCTION code.start_run(run_id bigint, executor_id text, claim_token uuid)
  RETURNS TABLE(job_id bigint, scheduled_for timestamp with time zone, started_at timestamp with time zone, done_status text, owner text, call_sql text, arguments text[])
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET plan_cache_mode TO 'force_custom_plan'
 AS $function$
 declare
   run     data.job_runs;
@@ -2443,10 +2763,12 @@ CREATE OR REPLACE FUNCTION code.sweep_runs(grace interval, own text DEFAULT NULL
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET plan_cache_mode TO 'force_custom_plan'
 AS $function$
 declare
   run record;
   n integer := 0;
+  floor constant bigint := code.running_floor();
 begin
   if grace is null or grace < interval '0' or grace > interval '1 hour' then
     perform code.fail('HC301', 'the grace must be from 0 to 1 hour');
@@ -2454,12 +2776,13 @@ begin
   delete from data.executors e where e.lease_expires_at < now();
   -- Requests to cancel runs that have ended.
   delete from data.cancel_requests c
-   where not exists (select from data.job_runs r where r.id = c.run_id and r.status = 'running');
+   where c.run_id < floor
+      or not exists (select from data.job_runs r where r.id = c.run_id and r.status = 'running' and r.id >= floor);
   for run in
     select r.id, r.job_id, r.scheduled_for, r.attempt,
            exists (select from data.cancel_requests c where c.run_id = r.id) as cancelled
       from data.job_runs r
-     where r.status = 'running'
+     where r.status = 'running' and r.id >= floor
        and (only_run is null or (r.id = only_run and r.claim_token = only_token))
        and (r.claimed_at < now() - grace
             or r.executor_id = own
@@ -2471,7 +2794,7 @@ begin
     n := n + 1;
     perform code.notify_run(run.id, run.job_id, case when run.cancelled then 'cancelled' else 'lost' end);
     if not run.cancelled and run.attempt <= coalesce((select (j.options->>'retries')::integer from data.jobs j where j.id = run.job_id), 0) + 3 then
-      perform code.queue_retry(run.job_id, run.scheduled_for, run.attempt + 1);
+      perform code.queue_retry(run.job_id, run.scheduled_for, run.attempt + 1, lost => true);
     end if;
   end loop;
   return n;
@@ -2583,6 +2906,124 @@ AS $function$
 $function$
 -- owner <db>$code
 
+CREATE OR REPLACE FUNCTION data.create_run_partition()
+ RETURNS bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '1s'
+AS $function$
+declare
+  waiting bigint := (select p.first_id from data.run_partitions p where p.opened_at is null order by p.first_id limit 1);
+  first   bigint;
+  name    text;
+begin
+  if waiting is not null then
+    return waiting;
+  end if;
+  first := (select max(p.first_id) from data.run_partitions p) + 4294967296;
+  name := 'job_runs_' || (first >> 32);
+  -- On its own first, with the range as a constraint: attaching then checks the constraint
+  -- instead of reading the table, and takes no lock that the work on data.job_runs waits for.
+  execute format('create table data.%I (like data.job_runs including defaults including constraints)', name);
+  execute format('alter table data.%I add constraint %I check (id >= %s and id < %s)',
+                 name, name || '_range', first, first + 4294967296);
+  execute format('alter table data.job_runs attach partition data.%I for values from (%s) to (%s)',
+                 name, first, first + 4294967296);
+  execute format('alter table data.%I drop constraint %I', name, name || '_range');
+  -- The key of an occurrence, within the partition (see migration 0015).
+  execute format('create unique index %I on data.%I (job_id, scheduled_for, attempt)', name || '_one_per_occurrence', name);
+  insert into data.run_partitions (first_id, name) values (first, name);
+  return first;
+end;
+$function$
+-- owner <db>$data
+grant EXECUTE on function data.create_run_partition() to <db>$code
+
+CREATE OR REPLACE FUNCTION data.drop_run_partition(first_id bigint)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '20ms'
+AS $function$
+declare
+  name constant text := (select p.name from data.run_partitions p where p.first_id = drop_run_partition.first_id);
+  newest constant bigint := (select max(p.first_id) from data.run_partitions p where p.opened_at is not null);
+  rows_left boolean;
+begin
+  if name is null or first_id >= newest then
+    return false;
+  end if;
+  begin
+    execute format('lock table data.job_runs, data.%I in access exclusive mode', name);
+    execute format('select exists (select from data.%I)', name) into rows_left;
+    if rows_left then
+      return false;
+    end if;
+    execute format('drop table data.%I', name);
+    delete from data.run_partitions p where p.first_id = drop_run_partition.first_id;
+    return true;
+  exception when lock_not_available then
+    return false;
+  end;
+end;
+$function$
+-- owner <db>$data
+grant EXECUTE on function data.drop_run_partition(bigint) to <db>$code
+
+CREATE OR REPLACE FUNCTION data.empty_run_partition(first_id bigint, keep bigint[])
+ RETURNS bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '200ms'
+AS $function$
+declare
+  name constant text := (select p.name from data.run_partitions p where p.first_id = empty_run_partition.first_id);
+  rows data.job_runs[];
+  kept bigint;
+begin
+  if name is null then
+    raise exception using errcode = 'HC301', message = format('no run partition starts at %s', first_id);
+  end if;
+  -- The lock first (TRUNCATE's): no row can change between the copy and the truncation.
+  execute format('lock table data.%I in access exclusive mode', name);
+  execute format('select array_agg(r) from data.%I r where r.id = any ($1)', name) into rows using keep;
+  execute format('truncate data.%I', name);
+  execute format('insert into data.%I overriding system value select * from unnest($1)', name) using rows;
+  get diagnostics kept = row_count;
+  return kept;
+end;
+$function$
+-- owner <db>$data
+grant EXECUTE on function data.empty_run_partition(bigint,bigint[]) to <db>$code
+
+CREATE OR REPLACE FUNCTION data.open_run_partition(at timestamp with time zone)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  first bigint := (select p.first_id from data.run_partitions p where p.opened_at is null order by p.first_id limit 1 for update);
+  seq   constant text := pg_get_serial_sequence('data.job_runs', 'id');
+  last  bigint;
+begin
+  if first is null then
+    return null;
+  end if;
+  execute format('select case when is_called then last_value else last_value - 1 end from %s', seq) into last;
+  if last < first then
+    perform setval(seq, first, false);
+  end if;
+  update data.run_partitions p set opened_at = at where p.first_id = first;
+  return first;
+end;
+$function$
+-- owner <db>$data
+grant EXECUTE on function data.open_run_partition(timestamp with time zone) to <db>$code
+
 CREATE OR REPLACE FUNCTION executor.announce_run_events()
  RETURNS void
  LANGUAGE sql
@@ -2682,6 +3123,15 @@ end;
 $function$
 -- owner <db>$api
 grant EXECUTE on function executor.finish_run(bigint,text,timestamp with time zone,bigint,bigint,text,text,text,text,text) to <db>$executor
+
+CREATE OR REPLACE FUNCTION executor.maintain_run_history()
+ RETURNS TABLE(action text, partition_name text, rows_before bigint, rows_kept bigint)
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$ select * from code.maintain_run_history(now()) $function$
+-- owner <db>$api
+grant EXECUTE on function executor.maintain_run_history() to <db>$executor
 
 CREATE OR REPLACE FUNCTION executor.next_due_at()
  RETURNS timestamp with time zone
@@ -3143,7 +3593,7 @@ The option missed: which occurrences a job behind its schedule runs (latest, all
 comment on column api.jobs.name is 'A name for people; not unique.'
 comment on column api.jobs.next_run_at is 'The next due occurrence (or retry); null when nothing is due.'
 comment on column api.jobs.options is '@notNull
-All options, defaults filled in: overlap, missed, max_missed, timeout_seconds, retries, retry_delay_seconds, max_consecutive_failures (overlap and missed also as the typed fields of those names).'
+All options, defaults filled in: overlap, missed, max_missed, timeout_seconds, retries, retry_delay_seconds, max_consecutive_failures, keep_days, keep_failed_days, keep_last_runs (overlap and missed also as the typed fields of those names).'
 comment on column api.jobs.overlap is '@notNull
 The option overlap: what happens to an occurrence due while the previous run still runs (skip, queue or allow).'
 comment on column api.jobs.owner is '@notNull
