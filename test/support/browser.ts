@@ -1,6 +1,7 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type BrowserContext } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 
 /** Where Debian and Ubuntu put Chromium. */
 const SYSTEM_CHROMIUMS = ['/usr/bin/chromium', '/usr/bin/chromium-browser'];
@@ -58,5 +59,34 @@ export function foreignUrls(urls: readonly string[], serverUrl: string): string[
     const parsed = new URL(url);
     const scheme = parsed.protocol === 'ws:' ? 'http:' : parsed.protocol === 'wss:' ? 'https:' : parsed.protocol;
     return !(scheme === origin.protocol && parsed.host === origin.host);
+  });
+}
+
+/** An accessibility rule a page breaks, as axe-core reports it. */
+export interface AxeViolation {
+  readonly id: string;
+  readonly impact: string | null;
+  readonly help: string;
+  readonly targets: string[];
+}
+
+let axeSource: string | undefined;
+
+/**
+ * What axe-core finds against WCAG 2 A and AA (labels, names, roles, contrast…) on the page as it
+ * stands. axe is evaluated through the DevTools protocol, which a page's CSP does not govern, so
+ * pages are checked under their real CSP, and nothing is fetched.
+ */
+export async function axeViolations(page: Page): Promise<AxeViolation[]> {
+  axeSource ??= readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+  if (!(await page.evaluate(() => 'axe' in globalThis))) await page.evaluate(axeSource);
+  return page.evaluate(async () => {
+    const { axe, document } = globalThis as unknown as {
+      document: object;
+      axe: { run(context: object, options: object): Promise<{ passes: unknown[]; violations: Array<{ id: string; impact?: string | null; help: string; nodes: Array<{ target: unknown[] }> }> }> };
+    };
+    const { passes, violations } = await axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } });
+    if (passes.length === 0 && violations.length === 0) throw new Error('axe-core checked nothing');
+    return violations.map((v) => ({ id: v.id, impact: v.impact ?? null, help: v.help, targets: v.nodes.map((n) => n.target.join(' ')) }));
   });
 }

@@ -8,7 +8,7 @@ import { DASHBOARD_DIST } from '../../server/api/dashboard.ts';
 import type { RunningGraphQLServer } from '../../server/api/server.ts';
 import { provisionLocal } from '../../server/db/provision.ts';
 import type { Executor } from '../../server/executor/executor.ts';
-import { chromiumPath, foreignUrls, launchChromium, noChromiumReason, recordRequests, screenshotDir } from '../support/browser.ts';
+import { axeViolations, chromiumPath, foreignUrls, launchChromium, noChromiumReason, recordRequests, screenshotDir } from '../support/browser.ts';
 import { useTestDatabase } from '../support/database.ts';
 import { setLocalRole, transaction } from '../support/jobs.ts';
 import { startExecutor } from '../support/executor.ts';
@@ -52,8 +52,10 @@ describe.skipIf(!executablePath)(`dashboard in Chromium${executablePath ? '' : `
   const urlLists: string[][] = [];
   const shots = screenshotDir();
 
+  /** A screenshot of the page, which must also pass axe-core's WCAG 2 AA checks as it stands. */
   const shoot = async (target: Page, name: string): Promise<void> => {
     await target.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+    expect(await axeViolations(target), name).toEqual([]);
   };
 
   beforeAll(async () => {
@@ -168,6 +170,7 @@ describe.skipIf(!executablePath)(`dashboard in Chromium${executablePath ? '' : `
     await page.waitForURL(/\/dashboard\/jobs\/\d+$/, { timeout: 20_000 });
     heartbeatId = /\/jobs\/(\d+)$/.exec(page.url())![1] as string;
     await page.getByRole('heading', { name: HEARTBEAT }).waitFor();
+    await expect.poll(() => page.title()).toBe(`${HEARTBEAT} · hardcron`);
   });
 
   test('runs arrive and change status live, without a reload', async () => {

@@ -2,7 +2,7 @@ import { Provider } from '@urql/preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { cleanPastedToken, forgetToken, storedToken, storeToken, tokenClaims } from './auth.ts';
 import { checkToken, connect } from './client.ts';
-import { Link } from './components.tsx';
+import { Link, useTitle } from './components.tsx';
 import { JobPage } from './pages/job.tsx';
 import { JobsPage } from './pages/jobs.tsx';
 import { NewJobPage } from './pages/new-job.tsx';
@@ -90,6 +90,7 @@ function Shell(props: { who: string; onSignOut: () => void }) {
 }
 
 function SignIn(props: { notice: string | null; onSignIn: (token: string) => void }) {
+  useTitle('Sign in');
   const [text, setText] = useState('');
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);

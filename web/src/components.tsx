@@ -1,4 +1,5 @@
 import type { ComponentChildren } from 'preact';
+import { useEffect } from 'preact/hooks';
 import type { ApiError } from './errors.ts';
 import { politeRefusal } from './errors.ts';
 import { href, onLinkClick } from './router.ts';
@@ -53,4 +54,11 @@ export function Field(props: { id: string; label: string; help?: ComponentChildr
 export function describedBy(id: string, help: boolean, error: string | null | undefined): string | undefined {
   const ids = [help ? `${id}-help` : null, error ? `${id}-error` : null].filter(Boolean);
   return ids.length ? ids.join(' ') : undefined;
+}
+
+/** The tab's title for the page shown (screen readers announce it; history lists it). */
+export function useTitle(title: string): void {
+  useEffect(() => {
+    document.title = `${title} · hardcron`;
+  }, [title]);
 }

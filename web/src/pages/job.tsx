@@ -1,7 +1,7 @@
 import { useMutation, useQuery } from '@urql/preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { RunChart } from '../chart.tsx';
-import { Alerts, Link, StatusBadge } from '../components.tsx';
+import { Alerts, Link, StatusBadge, useTitle } from '../components.tsx';
 import { apiErrors, type ApiError } from '../errors.ts';
 import { formatMs, formatTime } from '../format.ts';
 import type { DashboardJobQuery } from '../gql/graphql.ts';
@@ -31,6 +31,7 @@ export function JobPage(props: { id: string }) {
   });
   useRunEvents(props.id, () => reexecute({ requestPolicy: 'network-only' }));
   const job = result.data?.job;
+  useTitle(job ? (job.name ?? `Job ${job.id}`) : `Job ${props.id}`);
 
   if (result.error && !job) return <Alerts errors={apiErrors(result.error)} />;
   if (!job) {

@@ -1,6 +1,6 @@
 import { useQuery } from '@urql/preact';
 import { useState } from 'preact/hooks';
-import { Alerts, Link, StatusBadge } from '../components.tsx';
+import { Alerts, Link, StatusBadge, useTitle } from '../components.tsx';
 import { apiErrors } from '../errors.ts';
 import { formatTime } from '../format.ts';
 import type { JobCondition, JobOrderBy } from '../gql/graphql.ts';
@@ -24,6 +24,7 @@ const SORTS = {
 type SortColumn = keyof typeof SORTS;
 
 export function JobsPage() {
+  useTitle('Jobs');
   const [status, setStatus] = useState<RunStatusKey | ''>('');
   const [name, setName] = useState('');
   const [nameDraft, setNameDraft] = useState('');

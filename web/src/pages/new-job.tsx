@@ -1,6 +1,6 @@
 import { useMutation, useQuery } from '@urql/preact';
 import { useEffect, useMemo, useState } from 'preact/hooks';
-import { Alerts, describedBy, Field } from '../components.tsx';
+import { Alerts, describedBy, Field, useTitle } from '../components.tsx';
 import { apiErrors, fieldOfError, type ApiError } from '../errors.ts';
 import { browserTimeZone, knownTimeZones } from '../format.ts';
 import type { DashboardSchedulableFunctionsQuery, ScheduleJobInput } from '../gql/graphql.ts';
@@ -76,6 +76,7 @@ function useDebounced<T>(value: T, ms: number): T {
 }
 
 export function NewJobPage() {
+  useTitle('Schedule a job');
   const [functions] = useQuery({ query: SchedulableFunctionsQuery });
   const available = (functions.data?.schedulableFunctions?.nodes ?? []).filter((f): f is SchedulableFunction => f !== null);
   const [signature, setSignature] = useState('');
