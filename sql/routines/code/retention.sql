@@ -52,6 +52,7 @@ declare
   n        bigint;
   keep     bigint[];
   running  boolean;
+  first    bigint;
 begin
   -- One pass at a time, across executors: the others return at once.
   select * into settings from data.history_settings s for update skip locked;
@@ -61,14 +62,16 @@ begin
 
   if exists (select from data.run_partitions p where p.opened_at is null)
      and (select max(p.opened_at) from data.run_partitions p) <= at - make_interval(secs => settings.partition_seconds) then
-    partition_name := (select p.name from data.run_partitions p where p.first_id = data.open_run_partition(at));
+    first := data.open_run_partition(at);
+    partition_name := (select p.name from data.run_partitions p where p.first_id = first);
     action := 'opened'; rows_before := null; rows_kept := null;
     return next;
   end if;
   -- Always one partition ahead: opening never waits for one to be created (and never opens one
   -- created in its own transaction, see data.open_run_partition).
   if not exists (select from data.run_partitions p where p.opened_at is null) then
-    partition_name := (select p.name from data.run_partitions p where p.first_id = data.create_run_partition());
+    first := data.create_run_partition();
+    partition_name := (select p.name from data.run_partitions p where p.first_id = first);
     action := 'created';
     return next;
   end if;
@@ -98,9 +101,10 @@ begin
     select p.first_id, p.name from data.run_partitions p
      where p.settled_at is not null
        and (p.pruned_at is null or p.pruned_at < at - interval '1 day')
-       -- Closed (its successor opened) more than `shortest` days ago, a day more for time zones.
+       -- Closed (its successor opened) more than `shortest` days ago: younger ones cannot hold a
+       -- run past the policy. Only a shortcut: each row is judged on its own below.
        and (select min(q.opened_at) from data.run_partitions q where q.first_id > p.first_id)
-           < at - make_interval(days => shortest + 1)
+           < at - make_interval(days => shortest)
      order by p.first_id
   loop
     execute format($q$
