@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { serverConfig } from '../../server/config.ts';
+import { serverConfig, startConfig } from '../../server/config.ts';
 import { ConfigError } from '../../server/errors.ts';
 import type { RunningGraphQLServer } from '../../server/api/server.ts';
 import { useTestDatabase } from '../support/database.ts';
@@ -139,6 +139,8 @@ describe('CORS', () => {
     const config = serverConfig({ SERVER_DATABASE_URL: 'postgres://d0%24authenticator:pw@localhost/d0', JWT_SECRET: 'x'.repeat(32), CORS_ORIGINS: `${APP}, ${DEV}` }, {});
     expect(config.server.corsOrigins).toEqual([APP, DEV]);
     expect(serverConfig({ SERVER_DATABASE_URL: 'postgres://d0%24authenticator:pw@localhost/d0', JWT_SECRET: 'x'.repeat(32) }, {}).server.corsOrigins).toBeUndefined();
+    // hardcron start passes it to its server too: a frontend in development may call the demo.
+    expect(startConfig({ CORS_ORIGINS: DEV }).server.corsOrigins).toEqual([DEV]);
   });
 
   test('a bad CORS_ORIGINS is HC_CONFIG_INVALID saying what is wrong, by position, never repeating the value', () => {

@@ -45,12 +45,15 @@ describe('jobRunEvents subscriptions', () => {
     await server?.stop();
   });
 
-  /** A one-off job of `token`'s user, due in a second; returns its id. */
-  async function scheduleSoon(token: string, note: string): Promise<string> {
+  /**
+   * A one-off job of `token`'s user, due at once (neither schedule nor runAt: a runAt a second
+   * ahead was in the past by the time a busy machine checked it); returns its id. Subscriptions
+   * read from `after`, so a run that starts before they subscribe still reaches them.
+   */
+  async function scheduleNow(token: string, note: string): Promise<string> {
     const { scheduleJob } = await data<{ scheduleJob: { job: { id: string } } }>(server, operation('schedule-job'), {
       functionSignature: token === bob ? 'chores.slow(text)' : 'work.slow(text)',
       arguments: [note],
-      runAt: new Date(Date.now() + 1000).toISOString(),
     }, token);
     return scheduleJob.job.id;
   }
@@ -63,7 +66,7 @@ describe('jobRunEvents subscriptions', () => {
     const bobClient = wsClient(server, bob);
     try {
       const after = await newestEventId(db());
-      const aliceJob = await scheduleSoon(alice, 'alice');
+      const aliceJob = await scheduleNow(alice, 'alice');
       const aliceEvents = subscribe<RunEvent>(aliceClient, operation('job-run-events'), { jobId: aliceJob, after });
       const bobEvents = subscribe<RunEvent>(bobClient, operation('job-run-events'), { after });
       await aliceEvents.waitForEvents(2);
@@ -80,7 +83,7 @@ describe('jobRunEvents subscriptions', () => {
 
       // bob's job runs after alice's: its events come after hers in the log, so had bob been
       // sent alice's, they would be in his list before his own.
-      const bobJob = await scheduleSoon(bob, 'bob');
+      const bobJob = await scheduleNow(bob, 'bob');
       await bobEvents.waitForEvents(2);
       expect(statuses(bobEvents)).toEqual([
         [bobJob, 'running'],
@@ -101,7 +104,7 @@ describe('jobRunEvents subscriptions', () => {
     const aliceClient = wsClient(server, alice);
     const bobClient = wsClient(server, bob);
     try {
-      const firstJob = await scheduleSoon(alice, 'first');
+      const firstJob = await scheduleNow(alice, 'first');
       const [run] = await finishedRuns(db(), firstJob);
       const after = await newestEventId(db());
       const aliceEvents = subscribe<RunEvent>(aliceClient, operation('job-run-events'), { after });
@@ -119,13 +122,13 @@ describe('jobRunEvents subscriptions', () => {
 
       // Both subscriptions survived the forgeries: bob's next real run reaches him, and only it;
       // alice receives her next run, not the first one again.
-      const bobJob = await scheduleSoon(bob, 'after the forgeries');
+      const bobJob = await scheduleNow(bob, 'after the forgeries');
       await bobEvents.waitForEvents(2);
       expect(statuses(bobEvents)).toEqual([
         [bobJob, 'running'],
         [bobJob, 'succeeded'],
       ]);
-      const secondJob = await scheduleSoon(alice, 'second');
+      const secondJob = await scheduleNow(alice, 'second');
       await aliceEvents.waitForEvents(2);
       expect(statuses(aliceEvents)).toEqual([
         [secondJob, 'running'],
