@@ -190,7 +190,7 @@ describe.skipIf(!executablePath)(`dashboard in Chromium${executablePath ? '' : `
     if (process.env.UPDATE_DOCS_SCREENSHOT === '1') copyFileSync(join(shots, 'job.png'), DOCS_SCREENSHOT);
   });
 
-  test('pause: the job stops; run now on a paused job is refused politely', async () => {
+  test('pause: the job stops; run now on a paused job is refused politely; resume', async () => {
     // By keyboard: the actions are buttons, reached and pressed without a mouse.
     await page.getByRole('button', { name: 'Pause' }).focus();
     await page.keyboard.press('Enter');
@@ -202,6 +202,12 @@ describe.skipIf(!executablePath)(`dashboard in Chromium${executablePath ? '' : `
     const refusal = page.getByRole('group', { name: 'Job actions' }).getByRole('alert');
     await expect.poll(() => refusal.textContent(), { timeout: 20_000 }).toContain('resume it first');
     expect(await refusal.locator('[data-code]').getAttribute('data-code')).toBe('HC216');
+
+    // Resume lets it run again; paused once more, it stays so for the rest of the test.
+    await page.getByRole('button', { name: 'Resume' }).click();
+    await expect.poll(() => page.getByTestId('enabled').textContent(), { timeout: 20_000 }).toBe('Yes');
+    await page.getByRole('button', { name: 'Pause' }).click();
+    await expect.poll(() => page.getByTestId('enabled').textContent(), { timeout: 20_000 }).toMatch(/^Paused/);
   });
 
   test('the jobs table lists the job with its schedule in words, filters and sorts', async () => {
