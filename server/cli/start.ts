@@ -36,6 +36,8 @@ Environment:
   DATABASE_URL       an admin (superuser) URL to use instead of embedded PostgreSQL
   PORT               GraphQL server port (default 5678)
   HOST               address to listen on (default 127.0.0.1)
+  CORS_ORIGINS       origins whose pages may call /graphql from a browser, e.g. a frontend's
+                     development server (see hardcron server --help; default: none)
   JWT_SECRET         token secret, at least 32 bytes (default: generated, kept in the data dir)
   JWT_MAX_TTL        longest token lifetime the server accepts (default 24h)
   HARDCRON_DATA_DIR  local state (default .hardcron/)
