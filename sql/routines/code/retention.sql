@@ -76,12 +76,15 @@ begin
     return next;
   end if;
 
-  -- Settled: a partition claims no longer insert into (its successor was opened a minute ago:
-  -- a claim is one short statement) with no running run. Its running runs only ever end.
+  -- Settled: a partition claims no longer insert into (its successor was opened a minute ago,
+  -- by the clock as well as by `at`: a claim is one short statement) with no running run. Its
+  -- running runs only ever end. (A claim that is slower than that still cannot lose its rows:
+  -- data.empty_run_partition checks the partition again under its lock.)
   for part in
     select p.first_id, p.name from data.run_partitions p
      where p.settled_at is null and p.opened_at is not null
-       and exists (select from data.run_partitions q where q.first_id > p.first_id and q.opened_at < at - interval '1 minute')
+       and exists (select from data.run_partitions q
+                    where q.first_id > p.first_id and q.opened_at < least(at, now()) - interval '1 minute')
      order by p.first_id
   loop
     execute format('select exists (select from data.job_runs r where r.id >= %s and r.id < %s and r.status = %L)',
@@ -142,8 +145,8 @@ begin
     elsif cardinality(keep) * 2 <= n then
       -- Most rows are past the policy: empty the partition but for the rest.
       begin
-        perform data.empty_run_partition(part.first_id, keep);
-        action := case when cardinality(keep) = 0 then 'truncated' else 'compacted' end;
+        action := case when data.empty_run_partition(part.first_id, keep, n) is null then 'busy'  -- judged again next pass
+                       when cardinality(keep) = 0 then 'truncated' else 'compacted' end;
       exception when lock_not_available then
         action := 'busy';  -- readers held it; the next pass tries again
       end;

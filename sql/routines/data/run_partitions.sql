@@ -74,8 +74,11 @@ $$;
 -- Empties an old partition but for the rows `keep` names: they are copied aside, the partition
 -- is truncated, and they are put back with their ids (the kept rows are few: the last runs of
 -- each job and the recent failures, see code/retention.sql). One transaction: a reader sees the
--- partition before or after, never without its kept rows. Returns the rows kept.
-create or replace function data.empty_run_partition(first_id bigint, keep bigint[])
+-- partition before or after, never without its kept rows. `judged`: how many rows the caller
+-- judged. Under the lock the partition must still hold exactly those, none running; otherwise a
+-- row came after the judgement (a claim that took its id before the partition was closed) and
+-- nothing is done: null is returned, and the next pass judges again. Returns the rows kept.
+create or replace function data.empty_run_partition(first_id bigint, keep bigint[], judged bigint)
   returns bigint
   language plpgsql
   security definer
@@ -84,14 +87,20 @@ create or replace function data.empty_run_partition(first_id bigint, keep bigint
 as $$
 declare
   name constant text := (select p.name from data.run_partitions p where p.first_id = empty_run_partition.first_id);
-  rows data.job_runs[];
-  kept bigint;
+  rows    data.job_runs[];
+  kept    bigint;
+  present bigint;
+  running boolean;
 begin
   if name is null then
     raise exception using errcode = 'HC301', message = format('no run partition starts at %s', first_id);
   end if;
-  -- The lock first (TRUNCATE's): no row can change between the copy and the truncation.
+  -- The lock first (TRUNCATE's): no row can come or change between the check and the truncation.
   execute format('lock table data.%I in access exclusive mode', name);
+  execute format('select count(*), coalesce(bool_or(r.status = %L), false) from data.%I r', 'running', name) into present, running;
+  if present <> judged or running then
+    return null;
+  end if;
   execute format('select array_agg(r) from data.%I r where r.id = any ($1)', name) into rows using keep;
   execute format('truncate data.%I', name);
   execute format('insert into data.%I overriding system value select * from unnest($1)', name) using rows;
@@ -141,11 +150,11 @@ declare
 begin
   execute format('revoke all on function data.create_run_partition() from public');
   execute format('revoke all on function data.open_run_partition(timestamptz) from public');
-  execute format('revoke all on function data.empty_run_partition(bigint, bigint[]) from public');
+  execute format('revoke all on function data.empty_run_partition(bigint, bigint[], bigint) from public');
   execute format('revoke all on function data.drop_run_partition(bigint) from public');
   execute format('grant execute on function data.create_run_partition() to %I', db || '$code');
   execute format('grant execute on function data.open_run_partition(timestamptz) to %I', db || '$code');
-  execute format('grant execute on function data.empty_run_partition(bigint, bigint[]) to %I', db || '$code');
+  execute format('grant execute on function data.empty_run_partition(bigint, bigint[], bigint) to %I', db || '$code');
   execute format('grant execute on function data.drop_run_partition(bigint) to %I', db || '$code');
 end;
 $grants$;
