@@ -145,6 +145,11 @@ function compare<T extends object>(figure: string, full: T, empty: T, key: keyof
   const b = empty[key];
   const ratio = typeof a === 'number' && typeof b === 'number' && b > 0 ? round(a / b, 2) : null;
   ratios[`${figure}.${key}`] = ratio;
+  // The buffers a read touched: its cost without the machine's load in it.
+  const buffers = (values: T): unknown => (values as { buffers?: unknown }).buffers;
+  const fb = buffers(full);
+  const eb = buffers(empty);
+  if (typeof fb === 'number' && typeof eb === 'number' && eb > 0) ratios[`${figure}.buffers`] = round(fb / eb, 2);
   report(figure, { full, empty, ratio, ratio_of: key, ...extra });
 }
 
@@ -231,7 +236,7 @@ async function main(): Promise<void> {
       compare('my_jobs_graphql', graphqlFull, graphqlEmpty, 'p50_ms', { user: 'viewer' });
 
       await measureRetention(full);
-      report('ratios', { ratios, note: 'full / empty of each figure (p50 for the reads)' });
+      report('ratios', { ratios, note: 'full / empty of each figure: p50 and buffers for the reads' });
     });
   });
 }
