@@ -86,12 +86,16 @@ create table data.run_partitions (
 
 create table data.job_runs_0 partition of data.job_runs for values from (0) to (4294967296);
 create unique index job_runs_0_one_per_occurrence on data.job_runs_0 (job_id, scheduled_for, attempt);
-insert into data.run_partitions (first_id, name, opened_at)
-values (0, 'job_runs_0', coalesce((select min(claimed_at) from data.job_runs_before_partitioning), now()));
-
-insert into data.job_runs overriding system value select * from data.job_runs_before_partitioning;
-select setval(pg_get_serial_sequence('data.job_runs', 'id'),
-              coalesce((select max(id) from data.job_runs_before_partitioning), 0) + 1, false);
+-- The history so far, moved (in a block: its statements name a table that is gone afterwards).
+do $move$
+begin
+  insert into data.run_partitions (first_id, name, opened_at)
+  values (0, 'job_runs_0', coalesce((select min(claimed_at) from data.job_runs_before_partitioning), now()));
+  insert into data.job_runs overriding system value select * from data.job_runs_before_partitioning;
+  perform setval(pg_get_serial_sequence('data.job_runs', 'id'),
+                 coalesce((select max(id) from data.job_runs_before_partitioning), 0) + 1, false);
+end;
+$move$;
 
 -- Settings of the whole installation, one row: the default retention of run history, which a
 -- job's options may override (code/retention.sql).
