@@ -1572,6 +1572,7 @@ declare
   n        bigint;
   keep     bigint[];
   running  boolean;
+  first    bigint;
 begin
   -- One pass at a time, across executors: the others return at once.
   select * into settings from data.history_settings s for update skip locked;
@@ -1581,24 +1582,29 @@ begin
 
   if exists (select from data.run_partitions p where p.opened_at is null)
      and (select max(p.opened_at) from data.run_partitions p) <= at - make_interval(secs => settings.partition_seconds) then
-    partition_name := (select p.name from data.run_partitions p where p.first_id = data.open_run_partition(at));
+    first := data.open_run_partition(at);
+    partition_name := (select p.name from data.run_partitions p where p.first_id = first);
     action := 'opened'; rows_before := null; rows_kept := null;
     return next;
   end if;
   -- Always one partition ahead: opening never waits for one to be created (and never opens one
   -- created in its own transaction, see data.open_run_partition).
   if not exists (select from data.run_partitions p where p.opened_at is null) then
-    partition_name := (select p.name from data.run_partitions p where p.first_id = data.create_run_partition());
+    first := data.create_run_partition();
+    partition_name := (select p.name from data.run_partitions p where p.first_id = first);
     action := 'created';
     return next;
   end if;
 
-  -- Settled: a partition claims no longer insert into (its successor was opened a minute ago:
-  -- a claim is one short statement) with no running run. Its running runs only ever end.
+  -- Settled: a partition claims no longer insert into (its successor was opened a minute ago,
+  -- by the clock as well as by `at`: a claim is one short statement) with no running run. Its
+  -- running runs only ever end. (A claim that is slower than that still cannot lose its rows:
+  -- data.empty_run_partition checks the partition again under its lock.)
   for part in
     select p.first_id, p.name from data.run_partitions p
      where p.settled_at is null and p.opened_at is not null
-       and exists (select from data.run_partitions q where q.first_id > p.first_id and q.opened_at < at - interval '1 minute')
+       and exists (select from data.run_partitions q
+                    where q.first_id > p.first_id and q.opened_at < least(at, now()) - interval '1 minute')
      order by p.first_id
   loop
     execute format('select exists (select from data.job_runs r where r.id >= %s and r.id < %s and r.status = %L)',
@@ -1618,9 +1624,10 @@ begin
     select p.first_id, p.name from data.run_partitions p
      where p.settled_at is not null
        and (p.pruned_at is null or p.pruned_at < at - interval '1 day')
-       -- Closed (its successor opened) more than `shortest` days ago, a day more for time zones.
+       -- Closed (its successor opened) more than `shortest` days ago: younger ones cannot hold a
+       -- run past the policy. Only a shortcut: each row is judged on its own below.
        and (select min(q.opened_at) from data.run_partitions q where q.first_id > p.first_id)
-           < at - make_interval(days => shortest + 1)
+           < at - make_interval(days => shortest)
      order by p.first_id
   loop
     execute format($q$
@@ -1658,8 +1665,8 @@ begin
     elsif cardinality(keep) * 2 <= n then
       -- Most rows are past the policy: empty the partition but for the rest.
       begin
-        perform data.empty_run_partition(part.first_id, keep);
-        action := case when cardinality(keep) = 0 then 'truncated' else 'compacted' end;
+        action := case when data.empty_run_partition(part.first_id, keep, n) is null then 'busy'  -- judged again next pass
+                       when cardinality(keep) = 0 then 'truncated' else 'compacted' end;
       exception when lock_not_available then
         action := 'busy';  -- readers held it; the next pass tries again
       end;
@@ -2972,7 +2979,7 @@ $function$
 -- owner <db>$data
 grant EXECUTE on function data.drop_run_partition(bigint) to <db>$code
 
-CREATE OR REPLACE FUNCTION data.empty_run_partition(first_id bigint, keep bigint[])
+CREATE OR REPLACE FUNCTION data.empty_run_partition(first_id bigint, keep bigint[], judged bigint)
  RETURNS bigint
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -2981,14 +2988,20 @@ CREATE OR REPLACE FUNCTION data.empty_run_partition(first_id bigint, keep bigint
 AS $function$
 declare
   name constant text := (select p.name from data.run_partitions p where p.first_id = empty_run_partition.first_id);
-  rows data.job_runs[];
-  kept bigint;
+  rows    data.job_runs[];
+  kept    bigint;
+  present bigint;
+  running boolean;
 begin
   if name is null then
     raise exception using errcode = 'HC301', message = format('no run partition starts at %s', first_id);
   end if;
-  -- The lock first (TRUNCATE's): no row can change between the copy and the truncation.
+  -- The lock first (TRUNCATE's): no row can come or change between the check and the truncation.
   execute format('lock table data.%I in access exclusive mode', name);
+  execute format('select count(*), coalesce(bool_or(r.status = %L), false) from data.%I r', 'running', name) into present, running;
+  if present <> judged or running then
+    return null;
+  end if;
   execute format('select array_agg(r) from data.%I r where r.id = any ($1)', name) into rows using keep;
   execute format('truncate data.%I', name);
   execute format('insert into data.%I overriding system value select * from unnest($1)', name) using rows;
@@ -2997,7 +3010,7 @@ begin
 end;
 $function$
 -- owner <db>$data
-grant EXECUTE on function data.empty_run_partition(bigint,bigint[]) to <db>$code
+grant EXECUTE on function data.empty_run_partition(bigint,bigint[],bigint) to <db>$code
 
 CREATE OR REPLACE FUNCTION data.open_run_partition(at timestamp with time zone)
  RETURNS bigint
