@@ -180,7 +180,7 @@ describe('run history retention by partition', () => {
       ['keep_last_runs => -1', 'keep_last_runs must be a whole number from 0 to 10000'],
       ['partition_seconds => 59', 'partition_seconds must be a whole number from 60 to 31622400 (a year)'],
     ] as const) {
-      expect(await failureOf(db().admin as pg.Client, `select code.set_history_settings(${args})`)).toMatchObject({ code: 'HC218', message });
+      expect(await failureOf(db().admin as pg.Client, `select code.set_history_settings(${args})`)).toMatchObject({ code: 'HC401', message });
     }
     expect((await db().admin.query('select * from data.history_settings')).rows).toEqual(settingsBefore);
   });

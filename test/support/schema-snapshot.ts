@@ -83,7 +83,9 @@ export async function schemaSnapshot(client: pg.Client): Promise<string> {
     union all
     select pg_catalog.format('  column %I %s%s%s%s', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),
              case when a.attnotnull then ' not null' else '' end,
-             case when a.attidentity::text <> '' then ' identity ' || a.attidentity::text
+             -- A partition shows its parent's identity from PostgreSQL 17 on, not before: the parent's is the one.
+             case when a.attidentity::text <> '' and c.relispartition then ''
+                  when a.attidentity::text <> '' then ' identity ' || a.attidentity::text
                   when a.attgenerated::text <> '' then ' generated as ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid)
                   else coalesce(' default ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid), '') end,
              case when a.attcollation <> t.typcollation then ' collate ' || (select co.collname from pg_catalog.pg_collation co where co.oid = a.attcollation) else '' end),

@@ -175,16 +175,16 @@ declare
   result data.history_settings;
 begin
   if keep_days is not null and keep_days not between 1 and 36500 then
-    perform code.fail('HC218', 'keep_days must be a whole number from 1 to 36500');
+    perform code.fail('HC401', 'keep_days must be a whole number from 1 to 36500');
   end if;
   if keep_failed_days is not null and keep_failed_days not between 1 and 36500 then
-    perform code.fail('HC218', 'keep_failed_days must be a whole number from 1 to 36500');
+    perform code.fail('HC401', 'keep_failed_days must be a whole number from 1 to 36500');
   end if;
   if keep_last_runs is not null and keep_last_runs not between 0 and 10000 then
-    perform code.fail('HC218', 'keep_last_runs must be a whole number from 0 to 10000');
+    perform code.fail('HC401', 'keep_last_runs must be a whole number from 0 to 10000');
   end if;
   if partition_seconds is not null and partition_seconds not between 60 and 31622400 then
-    perform code.fail('HC218', 'partition_seconds must be a whole number from 60 to 31622400 (a year)');
+    perform code.fail('HC401', 'partition_seconds must be a whole number from 60 to 31622400 (a year)');
   end if;
   update data.history_settings s
      set keep_days = coalesce(set_history_settings.keep_days, s.keep_days),
