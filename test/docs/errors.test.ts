@@ -53,18 +53,11 @@ function sectionRows(heading: string): Map<string, string> {
 }
 
 /**
- * Codes of the table "Scheduling (`api` functions)" that no function a client may call raises,
- * with the function that does (its row in docs/errors.md must say who may call it).
- */
-const NOT_THROUGH_THE_API = new Map([['HC218', { raisedBy: 'code.set_history_settings', row: /administrators only/ }]]);
-
-/**
  * The codes a GraphQL client can receive, found mechanically: the GraphQL server's own (every
  * `HC_…` literal in server/api/ but those only thrown as `new ConfigError(…)`, which stop the
  * server at start), the scheduling functions' SQLSTATEs (the table "Scheduling (`api`
- * functions)", whose codes the test above ties to the SQL that raises them, but those of
- * NOT_THROUGH_THE_API), and the SQLSTATEs the server's error mapping passes on as they are
- * (isPublicSqlState in server/api/errors.ts).
+ * functions)", whose codes the test above ties to the SQL that raises them), and the SQLSTATEs
+ * the server's error mapping passes on as they are (isPublicSqlState in server/api/errors.ts).
  */
 function clientCodes(): Set<string> {
   const codes = new Set<string>();
@@ -72,7 +65,7 @@ function clientCodes(): Set<string> {
     const source = readFileSync(file, 'utf8');
     for (const match of source.matchAll(/(ConfigError\(\s*)?['"](HC_[A-Z][A-Z0-9_]*)['"]/g)) if (!match[1]) codes.add(match[2]!);
   }
-  for (const code of sectionRows('## Scheduling (`api` functions)').keys()) if (!NOT_THROUGH_THE_API.has(code)) codes.add(code);
+  for (const code of sectionRows('## Scheduling (`api` functions)').keys()) codes.add(code);
   const errors = readFileSync(join(root, 'server/api/errors.ts'), 'utf8');
   const passed = /function isPublicSqlState[^]*?\n}/.exec(errors)?.[0] ?? '';
   for (const match of passed.matchAll(/'([0-9A-Z]{5})'/g)) codes.add(match[1]!);
@@ -109,22 +102,6 @@ describe('docs/errors.md', () => {
     expect([...expected].filter((code) => !listed.has(code)), 'codes a client can receive, missing from "In a GraphQL client"').toEqual([]);
     expect([...listed.keys()].filter((code) => !expected.has(code)), 'codes in "In a GraphQL client" that no client can receive').toEqual([]);
     expect([...listed].filter(([, row]) => !/[a-z]{3}/.test(row)).map(([code]) => code), 'lines without advice').toEqual([]);
-  });
-
-  test('a scheduling code left out of "In a GraphQL client" is raised only by a function for administrators, and says so', () => {
-    const scheduling = sectionRows('## Scheduling (`api` functions)');
-    const routines = filesUnder('sql/routines', '.sql').map((file) => readFileSync(file, 'utf8').replace(/--[^\n]*/g, '')).join('\n');
-    for (const [code, { raisedBy, row }] of NOT_THROUGH_THE_API) {
-      expect([code, scheduling.get(code)]).toEqual([code, expect.stringMatching(row)]);
-      // Every function that raises it: its name is the nearest definition before each raise.
-      const raisers = new Set(
-        [...routines.matchAll(new RegExp(`'${code}'`, 'g'))].map((match) => {
-          const before = routines.slice(0, match.index);
-          return [...before.matchAll(/create\s+or\s+replace\s+(?:function|procedure)\s+([a-z_]+\.[a-z_0-9]+)/gi)].at(-1)?.[1];
-        }),
-      );
-      expect([code, [...raisers]]).toEqual([code, [raisedBy]]);
-    }
   });
 
   test('documents no code that nothing raises', () => {
