@@ -17,7 +17,8 @@
  *    Rows are inserted as the superuser with set-based SQL, then VACUUM ANALYZE.
  *  - empty: the due jobs only.
  * While it measures, retention is set to keep everything (keep_days 36500), so that the
- * executors' upkeep pass prunes nothing; the retention figure then sets it on purpose.
+ * executors' upkeep pass prunes nothing (the retention figure then sets it on purpose), and
+ * partition_seconds to a day, as the history is built.
  *
  * Figures, each with both databases' values and `ratio` = full / empty:
  *  - drain_runs_per_s, drain_server_cpu_ms_per_run: an executor (BENCH_CONCURRENCY connections,
@@ -33,7 +34,7 @@
  * planning included) and its rows. BENCH_EXPLAIN=1 prints those plans on stderr.
  *  - retention (full only): with an executor running BENCH_HISTORY_TICKING_JOBS jobs due every
  *    second, retention set so that only the oldest day is past it (keep_days = keep_failed_days
- *    = days − 3, keep_last_runs 0), one pass of code.maintain_run_history(now()) timed (it
+ *    = days − 2, keep_last_runs 0), one pass of code.maintain_run_history(now()) timed (it
  *    truncates that day), then a second (the partition made eligible again) that drops the
  *    emptied partition if it gets its lock in time; the action rows, data.job_runs' size summed
  *    over its partitions before and after, and the runs recorded meanwhile by status (any
@@ -61,8 +62,8 @@ function setting(name: string, fallback: number, min = 1): number {
 const JOBS = setting('BENCH_HISTORY_JOBS', 100_000);
 const DUE_JOBS = setting('BENCH_HISTORY_DUE_JOBS', 1_000);
 const RUNS = setting('BENCH_HISTORY_RUNS', 5_000_000);
-// At least 4: retention keeps days − 3 days, and keep_days is at least 1.
-const DAYS = setting('BENCH_HISTORY_DAYS', 60, 4);
+// At least 3: retention keeps days − 2 days, and keep_days is at least 1.
+const DAYS = setting('BENCH_HISTORY_DAYS', 60, 3);
 const REPS = setting('BENCH_HISTORY_REPS', 30, 3);
 const BUDGET_SECONDS = setting('BENCH_HISTORY_BUDGET_SECONDS', 20);
 const CONCURRENCY = Math.min(setting('BENCH_CONCURRENCY', 8), EXECUTOR_SETTINGS.concurrency.max);
@@ -270,7 +271,8 @@ async function setUp(database: BenchDatabase, kind: Db['kind']): Promise<Db> {
     };
     for (const nick of ['executor', 'authenticator']) await c.query(`alter role ${ident(nick)} password ${c.escapeLiteral(password)}`);
     // Keep everything while measuring: the executors' upkeep pass must not prune the history.
-    await c.query('update data.history_settings set keep_days = 36500, keep_failed_days = 36500');
+    // Daily partitions, as the history is built.
+    await c.query('update data.history_settings set keep_days = 36500, keep_failed_days = 36500, partition_seconds = 86400');
     return { kind, adminUrl: database.adminUrl, name: database.name, executorUrl: urlOf('executor'), authenticatorUrl: urlOf('authenticator'), sampleJob: 0, role };
   });
 }
@@ -664,7 +666,9 @@ async function measureRetention(db: Db): Promise<void> {
       commit`);
     // A few seconds of ticking before and after the passes.
     await new Promise((resolve) => setTimeout(resolve, 3000));
-    const keep = DAYS - 3;
+    // Partition 0 (the oldest day) closed DAYS - 2 days ago at midnight, partition 1 a day later:
+    // only partition 0 closed more than keep days ago, and all its runs are older than that.
+    const keep = DAYS - 2;
     const truncate = await maintainPass(
       c,
       `update data.history_settings set keep_days = ${keep}, keep_failed_days = ${keep}, keep_last_runs = 0`,
