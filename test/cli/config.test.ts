@@ -20,6 +20,8 @@ describe('environment settings', () => {
     [{ HARDCRON_SERVER_LOCK_TIMEOUT_MS: '0' }, 'HC_CONFIG_INVALID', 'HARDCRON_SERVER_LOCK_TIMEOUT_MS is out of range'],
     [{ HARDCRON_SERVER_CONNECTIONS_PER_USER: 'half' }, 'HC_CONFIG_INVALID', 'HARDCRON_SERVER_CONNECTIONS_PER_USER must be a number'],
     [{ HARDCRON_MIGRATE_LOCK_TIMEOUT_MS: '0' }, 'HC_CONFIG_INVALID', 'HARDCRON_MIGRATE_LOCK_TIMEOUT_MS is out of range'],
+    [{ HARDCRON_EXECUTOR_HISTORY_SECONDS: '0' }, 'HC_CONFIG_INVALID', 'HARDCRON_EXECUTOR_HISTORY_SECONDS is out of range'],
+    [{ HARDCRON_EXECUTOR_HISTORY_SECONDS: 'hourly' }, 'HC_CONFIG_INVALID', 'HARDCRON_EXECUTOR_HISTORY_SECONDS must be a number'],
   ])('%j is refused before the command runs', async (env, code, message) => {
     // `jobs` would need a database: it never gets that far.
     const result = await runCli(['jobs'], env);
