@@ -13,7 +13,11 @@ import { releaseLease, renewLease } from './sql/lease.ts';
 import { listenJobsChanged } from './sql/listen-jobs-changed.ts';
 import { msUntilNextDue } from './sql/next-due-at.ts';
 import { ping } from './sql/ping.ts';
-import { maintainRunHistory } from './sql/maintain-run-history.ts';
+import { maintainRunHistory, type HistoryAction } from './sql/maintain-run-history.ts';
+
+/** Passes of run history upkeep in a row, each emptying or dropping one partition (then the next turn). */
+const MAX_HISTORY_PASSES = 50;
+const EMPTYING: ReadonlySet<HistoryAction['action']> = new Set(['truncated', 'compacted', 'dropped']);
 import { pruneRunEvents } from './sql/prune-run-events.ts';
 import { recordInterruptedRun, runOne, type RunOutcome } from './sql/run-one.ts';
 import { sweepRuns } from './sql/sweep-runs.ts';
@@ -279,9 +283,15 @@ export class Executor {
       let client: pg.Client | undefined;
       try {
         client = await this.connect();
-        for (const done of await maintainRunHistory(client)) {
-          if (done.action === 'kept' || done.action === 'empty') this.logger.debug(done, 'run history partition');
-          else this.logger.info(done, 'run history partition');
+        // A pass that empties or drops a partition returns at once, to commit its locks away:
+        // passes follow each other until one does neither (at most MAX_HISTORY_PASSES).
+        for (let pass = 0; pass < MAX_HISTORY_PASSES && !this.stopping; pass++) {
+          const actions = await maintainRunHistory(client);
+          for (const done of actions) {
+            if (done.action === 'kept' || done.action === 'empty') this.logger.debug(done, 'run history partition');
+            else this.logger.info(done, 'run history partition');
+          }
+          if (!actions.some((done) => EMPTYING.has(done.action))) break;
         }
       } catch (error) {
         this.logger.warn({ err: describe(error) }, 'run history upkeep failed; the next pass tries again');

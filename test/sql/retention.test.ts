@@ -51,8 +51,22 @@ describe('run history retention by partition', () => {
     return rows[0] as { first: string; name: string };
   };
 
-  const maintain = async (at: string): Promise<Action[]> =>
-    (await db().admin.query<Action>('select * from code.maintain_run_history($1::timestamptz)', [at])).rows;
+  /**
+   * Passes at `at`, as the executor makes them: a pass that empties or drops a partition returns
+   * at once (its locks go with its commit), and the next pass goes on.
+   */
+  const maintain = async (at: string): Promise<Action[]> => {
+    const all: Action[] = [];
+    for (let pass = 0; pass < 20; pass++) {
+      const { rows } = await db().admin.query<Action>('select * from code.maintain_run_history($1::timestamptz)', [at]);
+      all.push(...rows);
+      // One emptying action per pass, committed before the next (a drop locks the whole table).
+      const emptying = rows.filter((row) => ['truncated', 'compacted', 'dropped'].includes(row.action));
+      expect(emptying.length).toBeLessThanOrEqual(1);
+      if (emptying.length === 0) return all;
+    }
+    throw new Error('retention passes did not come to rest');
+  };
 
   const remaining = async (): Promise<Set<string>> =>
     new Set((await db().admin.query<{ id: string }>('select id::text from data.job_runs')).rows.map((row) => row.id));
@@ -105,7 +119,7 @@ describe('run history retention by partition', () => {
   test('once it ends: runs past their policy go, by whole partitions; the rest stay with their ids, in calendar days of the job\'s zone', async () => {
     await db().admin.query(`update data.job_runs set status = 'succeeded', finished_at = '2026-10-29T01:00:00Z' where id = $1::bigint`, [runs.running]);
     const actions = await maintain('2026-11-03T05:30:00Z');
-    const byPartition = Object.fromEntries(actions.filter((a) => a.partition_name !== null).map((a) => [a.partition_name, a]));
+    const byPartition = Object.fromEntries(actions.filter((a) => a.action !== 'settled').map((a) => [a.partition_name, a]));
     // P1: 21 rows, 6 kept: compacted (its other rows truncated with it, the kept put back).
     expect(byPartition[partitions.p1.name]).toMatchObject({ action: 'compacted', rows_before: '21', rows_kept: '6' });
     // P2: nothing to keep: truncated (and dropped by a later pass, once empty).

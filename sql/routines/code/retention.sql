@@ -37,7 +37,8 @@ as $$ select ((at at time zone time_zone) - make_interval(days => n)) at time zo
 
 -- One pass: open the waiting partition when the current one is old enough, create the next one
 -- ahead, settle the partitions nobody inserts into and that have no running run, and apply the
--- policy to the settled ones old enough to hold something past it. `at`: the time the pass acts
+-- policy to the settled ones old enough to hold something past it, until one is emptied or
+-- dropped (then it returns, so that its locks go with its commit). `at`: the time the pass acts
 -- for (now(); tests pass other times). Returns what it did, one row per action.
 create or replace function code.maintain_run_history(at timestamptz default now())
   returns table (action text, partition_name text, rows_before bigint, rows_kept bigint)
@@ -158,6 +159,10 @@ begin
        where p.first_id = part.first_id;
     end if;
     return next;
+    -- The locks taken to empty or drop a partition are held until this transaction ends (a drop's
+    -- is on the whole table, which every run waits for): one such action per pass, committed at
+    -- once. The executor calls again while passes act (server/executor/executor.ts).
+    exit when action in ('truncated', 'compacted', 'dropped');
   end loop;
 end;
 $$;
