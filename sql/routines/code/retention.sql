@@ -62,7 +62,9 @@ begin
   end if;
 
   if exists (select from data.run_partitions p where p.opened_at is null)
-     and (select max(p.opened_at) from data.run_partitions p) <= at - make_interval(secs => settings.partition_seconds) then
+     -- The current partition: the newest opened one.
+     and (select p.opened_at from data.run_partitions p where p.opened_at is not null order by p.first_id desc limit 1)
+         <= at - make_interval(secs => settings.partition_seconds) then
     first := data.open_run_partition(at);
     partition_name := (select p.name from data.run_partitions p where p.first_id = first);
     action := 'opened'; rows_before := null; rows_kept := null;
