@@ -1581,7 +1581,9 @@ begin
   end if;
 
   if exists (select from data.run_partitions p where p.opened_at is null)
-     and (select max(p.opened_at) from data.run_partitions p) <= at - make_interval(secs => settings.partition_seconds) then
+     -- The current partition: the newest opened one.
+     and (select p.opened_at from data.run_partitions p where p.opened_at is not null order by p.first_id desc limit 1)
+         <= at - make_interval(secs => settings.partition_seconds) then
     first := data.open_run_partition(at);
     partition_name := (select p.name from data.run_partitions p where p.first_id = first);
     action := 'opened'; rows_before := null; rows_kept := null;
@@ -1678,6 +1680,10 @@ begin
        where p.first_id = part.first_id;
     end if;
     return next;
+    -- The locks taken to empty or drop a partition are held until this transaction ends (a drop's
+    -- is on the whole table, which every run waits for): one such action per pass, committed at
+    -- once. The executor calls again while passes act (server/executor/executor.ts).
+    exit when action in ('truncated', 'compacted', 'dropped');
   end loop;
 end;
 $function$
