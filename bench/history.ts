@@ -397,10 +397,24 @@ async function runsSince(c: pg.Client, mark: number): Promise<Record<string, num
   return Object.fromEntries(rows.map((row) => [row.status, row.n]));
 }
 
-/** Polls every 20 ms until `count` runs after `mark` have ended (read by primary key, from `mark` on). */
+/**
+ * Polls every 20 ms until `count` runs after `mark` have ended. It reads the partitions claims
+ * insert into (the newest, and any opened since) themselves: a poll over data.job_runs would be
+ * planned over every partition each time, a cost the full database's drain would pay and the
+ * empty one's not.
+ */
 async function waitForRuns(c: pg.Client, mark: number, count: number): Promise<void> {
+  const newest = 'select max(first_id) as first from data.run_partitions where opened_at is not null';
+  const from = Number((await c.query<{ first: string }>(newest)).rows[0]?.first);
   for (;;) {
-    const { rows } = await c.query<{ n: number }>(`select count(*)::int as n from data.job_runs where id > $1 and status <> 'running'`, [mark]);
+    const { rows: partitions } = await c.query<{ name: string }>(
+      'select name from data.run_partitions where first_id >= $1 and opened_at is not null',
+      [from],
+    );
+    const counts = partitions.map(
+      ({ name }) => `(select count(*) from data.${c.escapeIdentifier(name)} where id > $1 and status <> 'running')`,
+    );
+    const { rows } = await c.query<{ n: number }>(`select (${counts.join(' + ')})::int as n`, [mark]);
     if ((rows[0]?.n ?? 0) >= count) return;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
