@@ -26,7 +26,9 @@ describe('partitions created, opened, emptied and dropped while executors run', 
       create function once.touch(job_id bigint) returns void security definer set search_path = pg_catalog, pg_temp
         language sql as $$ insert into once.touched (job_id) values (job_id) $$;
       create function once.tick(job_id bigint) returns void security definer set search_path = pg_catalog, pg_temp
-        language sql as $$ insert into once.ticks (job_id) values (job_id) $$;`);
+        language sql as $$ insert into once.ticks (job_id) values (job_id) $$;
+      create function once.nap(seconds float8) returns void security definer set search_path = pg_catalog, pg_temp
+        language sql as $$ select pg_sleep(seconds) $$;`);
     await db().addUser('alice', { scheduler: true, memberOf: ['once'] });
     alice = await db().login('alice');
   });
@@ -133,4 +135,48 @@ describe('partitions created, opened, emptied and dropped while executors run', 
       await executor.stop();
     }
   }, 60_000);
+
+  test('retention empties an old partition while a run is running: a run locks its own partition only', async () => {
+    const junk = await scheduleJob(alice, 'once.tick(bigint)', [0], { options: { keep_days: 1, keep_last_runs: 0 } });
+    await db().admin.query('update data.jobs set enabled = false, next_run_at = null where id = $1::bigint', [junk.id]);
+    await db().admin.query(
+      `insert into data.job_runs (job_id, owner, function_owner, scheduled_for, started_at, finished_at, status)
+       select j.id, j.owner, j.function_owner, now() - make_interval(days => 2, secs => g), now() - interval '2 days',
+              now() - interval '2 days', 'succeeded'
+         from data.jobs j, generate_series(1, 100) g where j.id = $1::bigint`,
+      [junk.id],
+    );
+    const { rows: [old] } = await db().admin.query<{ name: string }>(
+      `select p.name from data.run_partitions p where p.first_id = (select max(first_id) from data.run_partitions where opened_at is not null)`,
+    );
+    await db().admin.query('select data.create_run_partition()');
+    await db().admin.query(`select data.open_run_partition(now() - interval '10 minutes')`);
+
+    // One connection, which has run ten runs first: PL/pgSQL would by now use cached generic plans
+    // for a statement planned without the run's id, and such a plan locks every partition.
+    const executor = await startExecutor(db(), { executorId: 'napper', historySeconds: 3600, concurrency: 1 });
+    executors.push(executor);
+    const warmUp: string[] = [];
+    for (let i = 0; i < 10; i++) warmUp.push((await scheduleJob(alice, 'once.tick(bigint)', [i], { runIn: '0 seconds' })).id);
+    await waitFor(db(), `select count(*) = 10 as done from data.job_runs where job_id = any ($1::bigint[]) and status = 'succeeded'`, [warmUp], 30_000);
+    const nap = await scheduleJob(alice, 'once.nap(double precision)', [30], { runIn: '0 seconds' });
+    // The run is in its call: its backend sleeps.
+    await waitFor(db(), `select count(*) = 1 as done from pg_stat_activity where wait_event = 'PgSleep' and datname = current_database()`, [], 30_000);
+
+    const actions: Array<{ action: string; partition_name: string }> = [];
+    for (let pass = 0; pass < 20; pass++) {
+      const { rows } = await db().admin.query<{ action: string; partition_name: string }>(
+        `select action, partition_name from code.maintain_run_history(now() + interval '3 days')`,
+      );
+      actions.push(...rows);
+      if (!rows.some((row) => ['truncated', 'compacted', 'dropped', 'busy'].includes(row.action))) break;
+    }
+    // Emptied (truncated, or compacted if it held rows to keep): either takes its lock.
+    expect(actions.filter((a) => a.partition_name === old?.name).map((a) => a.action)).toEqual([expect.stringMatching(/^(truncated|compacted)$/)]);
+    expect(actions.filter((a) => a.action === 'busy')).toEqual([]);
+    // Still running, untouched, in its own partition.
+    expect((await db().admin.query('select status from data.job_runs where job_id = $1::bigint', [nap.id])).rows).toEqual([{ status: 'running' }]);
+    await db().admin.query(`select pg_cancel_backend(pid) from pg_stat_activity where wait_event = 'PgSleep' and datname = current_database()`);
+    await executor.stop();
+  }, 90_000);
 });
