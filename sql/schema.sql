@@ -1308,13 +1308,15 @@ CREATE OR REPLACE FUNCTION code.finish_interrupted(run_id bigint, claim_token uu
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
- SET plan_cache_mode TO 'force_custom_plan'
 AS $function$
 declare
   status text := case when code.cancel_requested(run_id) then 'cancelled' else 'failed' end;
+  ours   boolean;
 begin
-  if claim_token is null or not exists (select from data.job_runs r where r.id = finish_interrupted.run_id
-                                                                      and r.claim_token = finish_interrupted.claim_token) then
+  -- By id, planned with it (code.start_run).
+  execute 'select exists (select from data.job_runs r where r.id = $1 and r.claim_token = $2)' into ours
+    using finish_interrupted.run_id, finish_interrupted.claim_token;
+  if claim_token is null or not ours then
     perform code.fail('HC302', format('run %s is not this claim of it: nothing recorded', run_id));
   end if;
   perform code.finish_run(run_id, status, started_at, error_sqlstate => error_sqlstate, error_message => error_message);
@@ -1329,7 +1331,6 @@ CREATE OR REPLACE FUNCTION code.finish_run(run_id bigint, status text, started_a
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
- SET plan_cache_mode TO 'force_custom_plan'
 AS $function$
 declare
   run            data.job_runs;
@@ -1337,18 +1338,20 @@ declare
   current_status text;
 begin
   -- By primary key only, the status checked here (see the top of this file).
-  select r.status into current_status from data.job_runs r where r.id = finish_run.run_id for update;
+  execute 'select r.status from data.job_runs r where r.id = $1 for update' into current_status using finish_run.run_id;
   if current_status is distinct from 'running' then
     perform code.fail('HC303', format('run %s is no longer running here (its lease expired)', finish_run.run_id));
   end if;
-  update data.job_runs r
-     set status = finish_run.status, started_at = finish_run.started_at, finished_at = clock_timestamp(),
-         rows_returned = finish_run.rows_returned, rows_affected = finish_run.rows_affected,
-         error_sqlstate = finish_run.error_sqlstate, error_message = left(finish_run.error_message, 10000),
-         error_detail = left(finish_run.error_detail, 10000), error_hint = left(finish_run.error_hint, 10000),
-         error_context = left(finish_run.error_context, 10000), reject_reason = finish_run.reject_reason
-   where r.id = finish_run.run_id
-  returning * into run;
+  execute 'update data.job_runs r
+               set status = $2, started_at = $3, finished_at = clock_timestamp(), rows_returned = $4, rows_affected = $5,
+                   error_sqlstate = $6, error_message = left($7, 10000), error_detail = left($8, 10000),
+                   error_hint = left($9, 10000), error_context = left($10, 10000), reject_reason = $11
+             where r.id = $1
+            returning *'
+     into run
+    using finish_run.run_id, finish_run.status, finish_run.started_at, finish_run.rows_returned, finish_run.rows_affected,
+          finish_run.error_sqlstate, finish_run.error_message, finish_run.error_detail, finish_run.error_hint,
+          finish_run.error_context, finish_run.reject_reason;
   if run.status in ('failed', 'timed_out') then
     select (j.options->>'retries')::integer into retries from data.jobs j where j.id = run.job_id;
     if run.attempt <= coalesce(retries, 0) then
@@ -2404,10 +2407,13 @@ CREATE OR REPLACE FUNCTION code.run_is_running(run_id bigint)
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
- SET plan_cache_mode TO 'force_custom_plan'
 AS $function$
+declare
+  running boolean;
 begin
-  return coalesce((select r.status = 'running' from data.job_runs r where r.id = run_is_running.run_id for update), false);
+  -- By id, planned with it (code.start_run).
+  execute 'select r.status = $2 from data.job_runs r where r.id = $1 for update' into running using run_is_running.run_id, 'running';
+  return coalesce(running, false);
 end;
 $function$
 -- owner <db>$code
@@ -2710,7 +2716,6 @@ CREATE OR REPLACE FUNCTION code.start_run(run_id bigint, executor_id text, claim
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
- SET plan_cache_mode TO 'force_custom_plan'
 AS $function$
 declare
   run     data.job_runs;
@@ -2720,7 +2725,10 @@ declare
 begin
   -- Locked until the run's transaction ends: code.sweep_runs passes over a run whose row is held,
   -- and declares lost one whose row nobody holds.
-  select * into run from data.job_runs r where r.id = start_run.run_id for update;
+  -- EXECUTE: planned with the run's id, so that its partition alone is read and locked (a cached
+  -- generic plan locks every partition of data.job_runs until the run commits, and retention
+  -- would wait for every run). The same in each statement naming a run by id below.
+  execute 'select * from data.job_runs r where r.id = $1 for update' into run using start_run.run_id;
   if run.id is null or run.executor_id is distinct from start_run.executor_id
      or run.claim_token is distinct from start_run.claim_token or start_run.claim_token is null then
     perform code.fail('HC302', format('run %s is not a claimed run of this executor (or not this claim of it)', start_run.run_id));
