@@ -77,6 +77,12 @@ table data.executors owner <db>$data
   grant INSERT on table data.executors to <db>$code
   grant SELECT on table data.executors to <db>$code
   grant UPDATE on table data.executors to <db>$code
+table data.history_roles owner <db>$data
+  column role text not null
+  constraint history_roles_pkey PRIMARY KEY (role)
+  constraint history_roles_role_check CHECK (((char_length(role) >= 1) AND (char_length(role) <= 63)))
+  grant INSERT on table data.history_roles to <db>$code
+  grant SELECT on table data.history_roles to <db>$code
 table data.history_settings owner <db>$data
   column singleton boolean not null default true
   column keep_days integer not null default 30
@@ -140,9 +146,7 @@ table data.job_runs owner <db>$data row level security
   constraint job_runs_rows_returned_check1 CHECK ((rows_returned >= 0))
   constraint job_runs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'succeeded'::text, 'failed'::text, 'rejected'::text, 'timed_out'::text, 'skipped'::text, 'lost'::text, 'cancelled'::text, 'missed'::text])))
   constraint job_runs_trigger_check1 CHECK ((trigger = ANY (ARRAY['schedule'::text, 'run_now'::text, 'retry'::text, 'lost_retry'::text, 'catch_up'::text])))
-  CREATE INDEX job_runs_by_function_owner ON ONLY data.job_runs (function_owner, id)
   CREATE INDEX job_runs_by_job ON ONLY data.job_runs (job_id, id DESC)
-  CREATE INDEX job_runs_by_owner ON ONLY data.job_runs (owner, id)
   CREATE INDEX job_runs_running ON ONLY data.job_runs (job_id) WHERE (status = 'running'::text)
   policy hardcron_code for * to <db>$code using (true) with check (true)
   policy hardcron_visible for r to <db>$api using (code.caller_may_see(owner, function_owner)) with check ()
@@ -185,10 +189,8 @@ table data.job_runs_0 owner <db>$data
   constraint job_runs_rows_returned_check1 CHECK ((rows_returned >= 0))
   constraint job_runs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'succeeded'::text, 'failed'::text, 'rejected'::text, 'timed_out'::text, 'skipped'::text, 'lost'::text, 'cancelled'::text, 'missed'::text])))
   constraint job_runs_trigger_check1 CHECK ((trigger = ANY (ARRAY['schedule'::text, 'run_now'::text, 'retry'::text, 'lost_retry'::text, 'catch_up'::text])))
-  CREATE INDEX job_runs_0_function_owner_id_idx ON data.job_runs_0 (function_owner, id)
   CREATE INDEX job_runs_0_job_id_id_idx ON data.job_runs_0 (job_id, id DESC)
   CREATE INDEX job_runs_0_job_id_idx ON data.job_runs_0 (job_id) WHERE (status = 'running'::text)
-  CREATE INDEX job_runs_0_owner_id_idx ON data.job_runs_0 (owner, id)
   CREATE UNIQUE INDEX job_runs_0_one_per_occurrence ON data.job_runs_0 (job_id, scheduled_for, attempt)
   default privileges on table data.job_runs_0
 sequence data.job_runs_id_seq1 owner <db>$data
@@ -642,6 +644,7 @@ CREATE OR REPLACE FUNCTION code.caller_sees_jobs()
  LANGUAGE plpgsql
  STABLE SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET plan_cache_mode TO 'force_custom_plan'
 AS $function$
 declare
   roles constant text[] := code.caller_roles();
@@ -666,8 +669,7 @@ AS $function$
 declare
   roles constant text[] := code.caller_roles();
 begin
-  return exists (select from data.job_runs r where r.owner = any (roles))
-      or exists (select from data.job_runs r where r.function_owner = any (roles));
+  return exists (select from data.history_roles h where h.role = any (roles));
 end;
 $function$
 -- owner <db>$code
@@ -1567,6 +1569,7 @@ CREATE OR REPLACE FUNCTION code.maintain_run_history(at timestamp with time zone
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 declare
   settings data.history_settings;
@@ -2124,6 +2127,15 @@ $function$
 -- owner <db>$code
 grant EXECUTE on function code.release_executor(text) to <db>$api
 
+CREATE OR REPLACE FUNCTION code.remember_history_roles(owner text, function_owner text)
+ RETURNS void
+ LANGUAGE sql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  insert into data.history_roles (role) values (owner), (function_owner) on conflict do nothing;
+$function$
+-- owner <db>$code
+
 CREATE OR REPLACE FUNCTION code.renew_executor_lease(executor_id text, lease interval)
  RETURNS void
  LANGUAGE plpgsql
@@ -2565,6 +2577,7 @@ begin
   values (name, caller, signature, verdict.function_owner, arguments, btrim(schedule), anchor, run_at,
           zone, code.job_options(coalesce(options, '{}')), next_at)
   returning id into job_id;
+  perform code.remember_history_roles(caller, verdict.function_owner);
   perform code.notify_jobs_changed();
   return job_id;
 end;
@@ -2909,6 +2922,7 @@ begin
                                    then code.first_run_at(job.schedule, job.run_at, job.time_zone, job.schedule_anchor, now()) end,
          updated_at         = now()
    where j.id = job.id;
+  perform code.remember_history_roles(job.owner, verdict.function_owner);
   perform code.notify_jobs_changed();
   return job.id;
 end;

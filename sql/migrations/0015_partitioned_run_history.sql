@@ -66,10 +66,6 @@ create index job_runs_by_job on data.job_runs (job_id, id desc);
 -- Running runs: overlap checks per job, and the sweep for runs of dead executors.
 create index job_runs_running on data.job_runs (job_id) where status = 'running';
 
--- Runs by the roles that may see them (api.job_runs, for callers who see few of them).
-create index job_runs_by_owner on data.job_runs (owner, id);
-create index job_runs_by_function_owner on data.job_runs (function_owner, id);
-
 -- The partitions. A partition is created ahead (opened_at null), opened when claims start to
 -- insert into it (the sequence moves to its first id), settled when no run in it is running any
 -- more (claims insert only into the newest partition, so a settled partition never gets a

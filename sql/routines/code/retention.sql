@@ -45,6 +45,9 @@ create or replace function code.maintain_run_history(at timestamptz default now(
   language plpgsql
   security definer
   set search_path = pg_catalog, pg_temp
+  -- The query judging a partition's runs is estimated far above jit_above_cost (its per-job
+  -- subquery is costed over every partition): compiling it took half of a pass (bench:history).
+  set jit = off
 as $$
 declare
   settings data.history_settings;

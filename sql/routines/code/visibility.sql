@@ -7,13 +7,16 @@
 --
 -- The same comparison as the policies: owner or function owner among code.caller_roles().
 
--- Whether the caller sees any job.
+-- Whether the caller sees any job. Planned with the caller's roles each time: a cached generic
+-- plan for `owner = any ($1)` is a sequential scan of every job (seen in bench:history), where the
+-- roles' own statistics make it an index probe.
 create or replace function code.caller_sees_jobs()
   returns boolean
   language plpgsql
   stable
   security definer
   set search_path = pg_catalog, pg_temp
+  set plan_cache_mode = force_custom_plan
 as $$
 declare
   roles constant text[] := code.caller_roles();
@@ -23,8 +26,9 @@ begin
 end;
 $$;
 
--- Whether the caller sees any run (runs outlive their jobs: asked of the runs themselves, on the
--- indexes job_runs_by_owner and job_runs_by_function_owner of each partition).
+-- Whether the caller may see any run: whether it has a role that ever owned a job or its
+-- function (data.history_roles; runs outlive their jobs, so the jobs cannot tell). A probe per
+-- role; probing the runs' owner indexes cost a probe per partition and index.
 create or replace function code.caller_sees_runs()
   returns boolean
   language plpgsql
@@ -35,9 +39,17 @@ as $$
 declare
   roles constant text[] := code.caller_roles();
 begin
-  return exists (select from data.job_runs r where r.owner = any (roles))
-      or exists (select from data.job_runs r where r.function_owner = any (roles));
+  return exists (select from data.history_roles h where h.role = any (roles));
 end;
+$$;
+
+-- Records that these roles own a job or its function (code.caller_sees_runs).
+create or replace function code.remember_history_roles(owner text, function_owner text)
+  returns void
+  language sql
+  set search_path = pg_catalog, pg_temp
+as $$
+  insert into data.history_roles (role) values (owner), (function_owner) on conflict do nothing;
 $$;
 
 -- Called in the views, so executed as whoever reads them (like code.caller_roles).
