@@ -238,6 +238,7 @@ table data.jobs owner <db>$data row level security with (fillfactor=70)
   CREATE INDEX jobs_owner ON data.jobs (owner)
   policy hardcron_code for * to <db>$code using (true) with check (true)
   policy hardcron_visible for r to <db>$api using (code.caller_may_see(owner, function_owner)) with check ()
+  CREATE TRIGGER jobs_remember_roles AFTER INSERT OR UPDATE OF owner, function_owner ON data.jobs FOR EACH ROW EXECUTE FUNCTION data.remember_history_roles()
   grant DELETE on table data.jobs to <db>$code
   grant INSERT on table data.jobs to <db>$code
   grant SELECT on table data.jobs to <db>$api
@@ -1164,9 +1165,8 @@ $function$
 CREATE OR REPLACE FUNCTION code.days_before(at timestamp with time zone, n integer, time_zone text)
  RETURNS timestamp with time zone
  LANGUAGE sql
- STABLE
- SET search_path TO 'pg_catalog', 'pg_temp'
-AS $function$ select ((at at time zone time_zone) - make_interval(days => n)) at time zone time_zone $function$
+ STABLE PARALLEL SAFE
+RETURN (((at AT TIME ZONE time_zone) - make_interval(days => n)) AT TIME ZONE time_zone)
 -- owner <db>$code
 
 CREATE OR REPLACE FUNCTION code.due_backlog()
@@ -2127,15 +2127,6 @@ $function$
 -- owner <db>$code
 grant EXECUTE on function code.release_executor(text) to <db>$api
 
-CREATE OR REPLACE FUNCTION code.remember_history_roles(owner text, function_owner text)
- RETURNS void
- LANGUAGE sql
- SET search_path TO 'pg_catalog', 'pg_temp'
-AS $function$
-  insert into data.history_roles (role) values (owner), (function_owner) on conflict do nothing;
-$function$
--- owner <db>$code
-
 CREATE OR REPLACE FUNCTION code.renew_executor_lease(executor_id text, lease interval)
  RETURNS void
  LANGUAGE plpgsql
@@ -2577,7 +2568,6 @@ begin
   values (name, caller, signature, verdict.function_owner, arguments, btrim(schedule), anchor, run_at,
           zone, code.job_options(coalesce(options, '{}')), next_at)
   returning id into job_id;
-  perform code.remember_history_roles(caller, verdict.function_owner);
   perform code.notify_jobs_changed();
   return job_id;
 end;
@@ -2922,7 +2912,6 @@ begin
                                    then code.first_run_at(job.schedule, job.run_at, job.time_zone, job.schedule_anchor, now()) end,
          updated_at         = now()
    where j.id = job.id;
-  perform code.remember_history_roles(job.owner, verdict.function_owner);
   perform code.notify_jobs_changed();
   return job.id;
 end;
@@ -3064,6 +3053,19 @@ end;
 $function$
 -- owner <db>$data
 grant EXECUTE on function data.open_run_partition(timestamp with time zone) to <db>$code
+
+CREATE OR REPLACE FUNCTION data.remember_history_roles()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+begin
+  insert into data.history_roles (role) values (new.owner), (new.function_owner) on conflict do nothing;
+  return null;
+end;
+$function$
+-- owner <db>$data
 
 CREATE OR REPLACE FUNCTION executor.announce_run_events()
  RETURNS void

@@ -217,4 +217,23 @@ describe('run history retention by partition', () => {
     // Bob's own jobs' runs are all still there: he could not make anything go early.
     expect((await db().admin.query('select count(*)::int as n from data.history_settings where keep_days = 5')).rows[0]).toEqual({ n: 1 });
   });
+
+  test('a job written by hand (a restore, say) shows its runs to its owner: its roles are recorded by a trigger', async () => {
+    await createNoteOwner(db(), 'dora_fns');
+    await db().addUser('dora', { memberOf: ['dora_fns'] });
+    const dora = await db().login('dora');
+    const { rows: [job] } = await db().admin.query<{ id: string }>(
+      `insert into data.jobs (owner, function_signature, function_owner, schedule, schedule_anchor, next_run_at)
+       values ($1, 'dora_fns.note(text)', $2, '0 0 1 1 *', now(), now() + interval '1 year') returning id::text`,
+      [db().role('dora'), db().role('dora_fns')],
+    );
+    await db().admin.query(
+      `insert into data.job_runs (job_id, owner, function_owner, scheduled_for, started_at, finished_at, status)
+       values ($1::bigint, $2, $3, now(), now(), now(), 'succeeded')`,
+      [job?.id, db().role('dora'), db().role('dora_fns')],
+    );
+    expect((await dora.query('select job_id::text from api.job_runs')).rows).toEqual([{ job_id: job?.id }]);
+    expect((await dora.query('select id::text from api.jobs')).rows).toEqual([{ id: job?.id }]);
+    expect((await bob.query('select from api.job_runs where job_id = $1::bigint', [job?.id])).rows).toEqual([]);
+  });
 });

@@ -125,7 +125,6 @@ begin
   values (name, caller, signature, verdict.function_owner, arguments, btrim(schedule), anchor, run_at,
           zone, code.job_options(coalesce(options, '{}')), next_at)
   returning id into job_id;
-  perform code.remember_history_roles(caller, verdict.function_owner);
   perform code.notify_jobs_changed();
   return job_id;
 end;
@@ -190,7 +189,6 @@ begin
                                    then code.first_run_at(job.schedule, job.run_at, job.time_zone, job.schedule_anchor, now()) end,
          updated_at         = now()
    where j.id = job.id;
-  perform code.remember_history_roles(job.owner, verdict.function_owner);
   perform code.notify_jobs_changed();
   return job.id;
 end;

@@ -43,14 +43,6 @@ begin
 end;
 $$;
 
--- Records that these roles own a job or its function (code.caller_sees_runs).
-create or replace function code.remember_history_roles(owner text, function_owner text)
-  returns void
-  language sql
-  set search_path = pg_catalog, pg_temp
-as $$
-  insert into data.history_roles (role) values (owner), (function_owner) on conflict do nothing;
-$$;
 
 -- Called in the views, so executed as whoever reads them (like code.caller_roles).
 do $grants$
