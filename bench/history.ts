@@ -11,14 +11,15 @@
  * user viewer (member of $hist, not a scheduler) sees every job; user stranger (no owner role)
  * sees none. BENCH_HISTORY_DUE_JOBS one-off jobs (sched_1's) are due now.
  *  - full: BENCH_HISTORY_JOBS jobs in all (the others due in ten years) and BENCH_HISTORY_RUNS
- *    finished runs over BENCH_HISTORY_DAYS daily partitions (made as the executor makes them:
+ *    finished runs over BENCH_HISTORY_DAYS days, in partitions of BENCH_HISTORY_PARTITION_DAYS
+ *    days (7, the installation's default; made as the executor makes them:
  *    data.create_run_partition, data.open_run_partition at the day's start), the newest today;
  *    one run in 20 failed, with its error fields; all partitions but the newest two settled.
  *    Rows are inserted as the superuser with set-based SQL, then VACUUM ANALYZE.
  *  - empty: the due jobs only.
  * While it measures, retention is set to keep everything (keep_days 36500), so that the
  * executors' upkeep pass prunes nothing (the retention figure then sets it on purpose), and
- * partition_seconds to a day, as the history is built.
+ * partition_seconds to BENCH_HISTORY_PARTITION_DAYS, as the history is built.
  *
  * Figures, each with both databases' values and `ratio` = full / empty:
  *  - drain_runs_per_s, drain_server_cpu_ms_per_run: an executor (BENCH_CONCURRENCY connections,
@@ -33,9 +34,9 @@
  * and p95; and from one EXPLAIN (ANALYZE, BUFFERS) the buffers it touched (shared hit + read,
  * planning included) and its rows. BENCH_EXPLAIN=1 prints those plans on stderr.
  *  - retention (full only): with an executor running BENCH_HISTORY_TICKING_JOBS jobs due every
- *    second, retention set so that only the oldest day is past it (keep_days = keep_failed_days
- *    = days − 2, keep_last_runs 0), one pass of code.maintain_run_history(now()) timed (it
- *    truncates that day), then a second (the partition made eligible again) that drops the
+ *    second, retention set so that only the oldest partition is past it (keep_days =
+ *    keep_failed_days = days − partition days − 1, keep_last_runs 0), one pass of
+ *    code.maintain_run_history(now()) timed (it truncates that partition), then a second (the partition made eligible again) that drops the
  *    emptied partition if it gets its lock in time; the action rows, data.job_runs' size summed
  *    over its partitions before and after, and the runs recorded meanwhile by status (any
  *    failed, timed out, rejected or lost run is an error).
@@ -62,8 +63,10 @@ function setting(name: string, fallback: number, min = 1): number {
 const JOBS = setting('BENCH_HISTORY_JOBS', 100_000);
 const DUE_JOBS = setting('BENCH_HISTORY_DUE_JOBS', 1_000);
 const RUNS = setting('BENCH_HISTORY_RUNS', 5_000_000);
-// At least 3: retention keeps days − 2 days, and keep_days is at least 1.
-const DAYS = setting('BENCH_HISTORY_DAYS', 60, 3);
+const PARTITION_DAYS = setting('BENCH_HISTORY_PARTITION_DAYS', 7, 1);
+// Retention keeps days − partition days − 1 days (at least 1), so that only the oldest partition is past it.
+const DAYS = setting('BENCH_HISTORY_DAYS', 60, 1);
+if (DAYS - PARTITION_DAYS - 1 < 1) throw new Error('BENCH_HISTORY_DAYS must exceed BENCH_HISTORY_PARTITION_DAYS by at least 2');
 const REPS = setting('BENCH_HISTORY_REPS', 30, 3);
 const BUDGET_SECONDS = setting('BENCH_HISTORY_BUDGET_SECONDS', 20);
 const CONCURRENCY = Math.min(setting('BENCH_CONCURRENCY', 8), EXECUTOR_SETTINGS.concurrency.max);
@@ -192,6 +195,7 @@ async function main(): Promise<void> {
         due_jobs: DUE_JOBS,
         runs: RUNS,
         days: DAYS,
+        partition_days: PARTITION_DAYS,
         reps: REPS,
         budget_seconds: BUDGET_SECONDS,
         concurrency: CONCURRENCY,
@@ -278,8 +282,8 @@ async function setUp(database: BenchDatabase, kind: Db['kind']): Promise<Db> {
     };
     for (const nick of ['executor', 'authenticator']) await c.query(`alter role ${ident(nick)} password ${c.escapeLiteral(password)}`);
     // Keep everything while measuring: the executors' upkeep pass must not prune the history.
-    // Daily partitions, as the history is built.
-    await c.query('update data.history_settings set keep_days = 36500, keep_failed_days = 36500, partition_seconds = 86400');
+    // Partitions of PARTITION_DAYS, as the history is built.
+    await c.query(`update data.history_settings set keep_days = 36500, keep_failed_days = 36500, partition_seconds = ${PARTITION_DAYS * 86400}`);
     return { kind, adminUrl: database.adminUrl, name: database.name, executorUrl: urlOf('executor'), authenticatorUrl: urlOf('authenticator'), sampleJob: 0, role };
   });
 }
@@ -317,10 +321,11 @@ async function fillJobs(db: Db): Promise<void> {
 }
 
 /**
- * DAYS daily partitions ending today (UTC), each opened at its day's start, with the day's runs
- * spread over the day (today's up to now): partition 0 (the installation's) for the oldest day,
- * then data.create_run_partition and data.open_run_partition for each next one. Jobs take turns,
- * so every job has runs in every partition. All partitions but the newest two are then settled.
+ * DAYS days of history ending today (UTC), in partitions of PARTITION_DAYS days, each opened at
+ * its first day's start, with each day's runs spread over the day (today's up to now): partition
+ * 0 (the installation's) for the oldest days, then data.create_run_partition and
+ * data.open_run_partition for each next one. Jobs take turns, so every job has runs in every
+ * partition. All partitions but the newest two are then settled.
  */
 async function fillHistory(db: Db): Promise<void> {
   await withClient(db.adminUrl, async (c) => {
@@ -333,7 +338,7 @@ async function fillHistory(db: Db): Promise<void> {
       await c.query('begin');
       if (day === 0) {
         await c.query(`update data.run_partitions set opened_at = ${dayStart} where first_id = 0`);
-      } else {
+      } else if (day % PARTITION_DAYS === 0) {
         await c.query('select data.create_run_partition()');
         await c.query(`select data.open_run_partition(${dayStart})`);
       }
@@ -361,7 +366,7 @@ async function fillHistory(db: Db): Promise<void> {
       done += count;
     }
     await c.query(
-      `update data.run_partitions set settled_at = opened_at + interval '1 day 1 minute'
+      `update data.run_partitions set settled_at = opened_at + interval '${PARTITION_DAYS} days 1 minute'
         where first_id < (select p.first_id from data.run_partitions p where p.opened_at is not null order by p.first_id desc offset 1 limit 1)`,
     );
   });
@@ -696,9 +701,10 @@ async function measureRetention(db: Db): Promise<void> {
       commit`);
     // A few seconds of ticking before and after the passes.
     await new Promise((resolve) => setTimeout(resolve, 3000));
-    // Partition 0 (the oldest day) closed DAYS - 2 days ago at midnight, partition 1 a day later:
-    // only partition 0 closed more than keep days ago, and all its runs are older than that.
-    const keep = DAYS - 2;
+    // Partition 0 (the oldest PARTITION_DAYS days) closed DAYS - PARTITION_DAYS days ago at
+    // midnight, partition 1 PARTITION_DAYS later: only partition 0 closed more than keep days ago,
+    // and all its runs are older than that.
+    const keep = DAYS - PARTITION_DAYS - 1;
     const truncate = await maintainPass(
       c,
       `update data.history_settings set keep_days = ${keep}, keep_failed_days = ${keep}, keep_last_runs = 0`,
