@@ -294,7 +294,9 @@ export class Executor {
           if (!actions.some((done) => EMPTYING.has(done.action))) break;
         }
       } catch (error) {
-        this.logger.warn({ err: describe(error) }, 'run history upkeep failed; the next pass tries again');
+        // Logged once per outage (a database gone or read-only), like the lease loop's troubles;
+        // any other failure each time. The next pass tries again.
+        this.troubled(error, 'run history upkeep');
       } finally {
         await client?.end().catch(() => {});
       }
