@@ -1,5 +1,6 @@
--- Jobs as clients see them (schema api, owned by $api: all that $client may use): the
--- security_barrier view api.jobs, and the pass-through shims that schedule and change jobs.
+-- Jobs as clients see them (schema api, owned by $api: all that $client may use): the view
+-- api.jobs (over data.jobs, whose row security shows $api the caller's rows only), and the
+-- pass-through shims that schedule and change jobs.
 -- A caller sees a job when it has USAGE on the job's owner or on the role that owned its
 -- function when it was scheduled (a superuser has every role, so it sees everything); another
 -- owner's job id takes the same path as a missing one, in every function and view.
