@@ -860,6 +860,7 @@ declare
   -- Runs may be running from here on only (code.running_floor): a constant of this plan, so
   -- that the plan reads only the partitions not yet settled, whatever their number.
   floor constant bigint := code.running_floor();
+  locked bigint[];
 begin
   if max_runs is null or max_runs < 1 or max_runs > 10000 then
     perform code.fail('HC301', 'max_runs must be from 1 to 10000');
@@ -871,20 +872,34 @@ begin
     perform code.fail('HC302', format('executor %s has no live lease: renew it before claiming', claim_runs.executor_id));
   end if;
 
-  return query
-  with due as materialized (
-    select j from data.jobs j
+  -- Two statements, so that the runs this claim plans around are read after it holds its jobs'
+  -- rows. A claim that finds a job's row updated by a claim that committed after this statement
+  -- began locks the row's new version (READ COMMITTED re-checks it), but the statement's
+  -- snapshot, older, does not show that claim's run: planned in the same statement, the job ran
+  -- a second run beside the running one under overlap 'skip' (seen in the failover test). The
+  -- second statement's snapshot is taken after the locks, so it sees every run of these jobs
+  -- committed by a claim that held them before.
+  select array_agg(d.id) into locked from (
+    select j.id from data.jobs j
      where (j.next_run_at is not null or j.extra_run_at is not null or j.retry_at is not null)
        and least(j.next_run_at, j.extra_run_at, j.retry_at) <= now()
        and j.owner <> all (full_owners)
        -- Not while a run is running (and not taking a place in the batch): with overlap 'queue',
        -- and with overlap 'skip' when a retry is due, which waits for the running run rather
        -- than being skipped (a retry, of a lost run say, is never dropped for overlapping).
+       -- Asked again below, on the newer snapshot.
        and not ((j.options->>'overlap' = 'queue' or (j.options->>'overlap' = 'skip' and j.retry_at is not null and j.retry_at <= now()))
                 and exists (select from data.job_runs r where r.job_id = j.id and r.status = 'running' and r.id >= floor))
      order by least(j.next_run_at, j.extra_run_at, j.retry_at), j.id
      limit max_runs
-     for update skip locked
+     for update skip locked) d;
+
+  return query
+  with due as materialized (
+    select j from data.jobs j
+     where j.id = any (locked)
+       and not ((j.options->>'overlap' = 'queue' or (j.options->>'overlap' = 'skip' and j.retry_at is not null and j.retry_at <= now()))
+                and exists (select from data.job_runs r where r.job_id = j.id and r.status = 'running' and r.id >= floor))
   ), within_room as materialized (
     -- The first runs of each owner, as many as its room; the rest stay due (their rows are
     -- unlocked when this claim commits).
