@@ -36,11 +36,30 @@ describe('missed runs, overlap, retries and events', () => {
     (await db().admin.query<Run>('select status, attempt, scheduled_for, started_at, finished_at, missed_before, trigger from data.job_runs where job_id = $1 order by id', [jobId]))
       .rows;
 
-  /** A cron job whose next occurrence `backdate` moves into the past (as after downtime). */
+  /**
+   * A cron job whose next occurrence `backdate` moves into the past (as after downtime).
+   * Scheduled (as alice) and backdated in one transaction: scheduled apart, a per-second job
+   * could be claimed for its first occurrence before the backdating, on a busy machine, and the
+   * catch-up would then plan that occurrence again.
+   */
   async function cronJob(schedule: string, options: object, backdate: string): Promise<string> {
-    const { id } = await scheduleJob(alice, 'pol.noop()', [], { schedule, options });
-    await db().admin.query(`update data.jobs set next_run_at = next_run_at - interval '${backdate}' where id = $1`, [id]);
-    return id;
+    const admin = db().admin;
+    await admin.query('begin');
+    try {
+      await admin.query(`set local role ${admin.escapeIdentifier(db().role('alice'))}`);
+      const { rows } = await admin.query<{ id: string }>(
+        `select id::text from api.schedule_job('pol.noop()', '[]', schedule => $1, options => $2::jsonb)`,
+        [schedule, JSON.stringify(options)],
+      );
+      await admin.query('reset role');
+      const id = (rows[0] as { id: string }).id;
+      await admin.query(`update data.jobs set next_run_at = next_run_at - interval '${backdate}' where id = $1`, [id]);
+      await admin.query('commit');
+      return id;
+    } catch (error) {
+      await admin.query('rollback');
+      throw error;
+    }
   }
 
   async function oldestMissed(id: string): Promise<number> {
