@@ -50,10 +50,9 @@
  *  - wakeup_lateness_ms: an idle executor and one job due in one second; wakeup_no_listen_lateness_ms
  *    the same without LISTEN, polling every 100 ms.
  */
-import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { Logger as WorkerLogger, makeWorkerUtils, run as runWorker } from 'graphile-worker';
-import { withBenchDatabase, withClient } from './database.ts';
+import { executorServerCpu, withBenchDatabase, withClient } from './database.ts';
 import { Executor } from '../server/executor/executor.ts';
 import { EXECUTOR_SETTINGS } from '../server/executor/options.ts';
 
@@ -299,7 +298,7 @@ async function measureDrain(adminUrl: string, executorUrl: string): Promise<numb
   await waitForRuns(adminUrl, JOBS);
   const ms = performance.now() - started;
   const node = process.cpuUsage(nodeCpu);
-  const server = await executorBackends(adminUrl);
+  const server = await executorServerCpu(adminUrl);
   await ex.stop();
   const stats = await runStats(adminUrl);
   const rate = (stats.n / ms) * 1000;
@@ -366,27 +365,6 @@ async function cleanUp(adminUrl: string): Promise<void> {
     // And no checkpoint of the last measurement's writes falls into the next one.
     await c.query('checkpoint');
   });
-}
-
-/**
- * The CPU time so far of the executor's PostgreSQL processes (utime + stime from /proc, in ms;
- * null when PostgreSQL is not on this machine) and how many connections it has.
- */
-async function executorBackends(adminUrl: string): Promise<{ cpuMs: number | null; connections: number }> {
-  const pids = await withClient(adminUrl, async (c) =>
-    (await c.query<{ pid: number }>(`select pid from pg_stat_activity where datname = current_database() and usename like '%$executor'`)).rows.map((row) => row.pid),
-  );
-  const ticksPerMs = 100 / 1000; // USER_HZ is 100 on Linux
-  let ticks = 0;
-  for (const pid of pids) {
-    try {
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      return { cpuMs: null, connections: pids.length };
-    }
-  }
-  return { cpuMs: ticks / ticksPerMs, connections: pids.length };
 }
 
 /**
